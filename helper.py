@@ -1,0 +1,352 @@
+"""Shared plumbing for the pipeline scripts: TensorFlow set-up, paths, file
+listing, atomic writes, validated CSV reading, audio reading, logging and
+parallel map. Every script imports this instead of repeating any of it."""
+
+import contextlib
+import csv
+import json
+import logging
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+# --------------------------------------------------------------------------
+# Default paths (DESIGN.md): outputs land beside the scripts.
+# --------------------------------------------------------------------------
+DEFAULT_WORK_DIR = '.'
+DEFAULT_MUSE_DIR = './MuSe-CaR'
+LABEL_STEP_MS = 250
+DIMENSIONS = ('arousal', 'valence')
+PORTIONS = ('train', 'devel', 'test')
+AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.mp3', '.mp4', '.m4a', '.webm', '.mkv')
+
+
+def sync_maps_dir(work_dir):
+    return os.path.join(work_dir, 'sync_maps')
+
+
+def labels_dir(work_dir):
+    return os.path.join(work_dir, 'labels')
+
+
+def partition_path(work_dir):
+    return os.path.join(work_dir, 'partition.csv')
+
+
+def plots_dir(work_dir):
+    return os.path.join(work_dir, 'plots')
+
+
+def tfrecords_dir(work_dir):
+    return os.path.join(work_dir, 'tfrecords')
+
+
+def embeddings_dir(work_dir):
+    return os.path.join(work_dir, 'embeddings')
+
+
+def muse_partition_path(muse_dir):
+    return os.path.join(muse_dir, 'metadata', 'partition.csv')
+
+
+def transcript_path(muse_dir, recording_id):
+    return os.path.join(muse_dir, 'transcriptions', recording_id + '.csv')
+
+
+def label_segment_path(muse_dir, dimension, recording_id):
+    return os.path.join(muse_dir, 'label_segments', dimension, recording_id + '.csv')
+
+
+def audio_path(muse_dir, recording_id):
+    """The recording's audio file: `<Id>.wav`, or another container ffmpeg reads."""
+    audio_dir = os.path.join(muse_dir, 'audio')
+    for extension in AUDIO_EXTENSIONS:
+        candidate = os.path.join(audio_dir, recording_id + extension)
+        if os.path.isfile(candidate):
+            return candidate
+    raise InputError(os.path.join(audio_dir, recording_id + '.wav'), None,
+                     'no audio file for recording %s' % recording_id)
+
+
+# --------------------------------------------------------------------------
+# Errors that name the file, the row and what is wrong.
+# --------------------------------------------------------------------------
+class InputError(Exception):
+    """Bad input: `path` and `row` (1-based line number in the file, header
+    is row 1; None when the problem is the whole file) locate it."""
+
+    def __init__(self, path, row, problem):
+        self.path, self.row, self.problem = path, row, problem
+        where = path if row is None else '%s, row %d' % (path, row)
+        super().__init__('%s: %s' % (where, problem))
+
+
+# --------------------------------------------------------------------------
+# Logging: --verbose turns on the development messages.
+# --------------------------------------------------------------------------
+def setup_logging(verbose=False):
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format='%(asctime)s %(levelname)s %(message)s', datefmt='%H:%M:%S',
+        force=True)
+    # Third-party libraries are noisy at DEBUG; only our own messages go there.
+    for name in ('matplotlib', 'gensim', 'smart_open', 'PIL', 'numba', 'h5py', 'absl'):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def development_msg(message, *args):
+    """A message for developers, shown with --verbose."""
+    logging.debug(message, *args)
+
+
+# --------------------------------------------------------------------------
+# TensorFlow: legacy Keras, graph mode, quiet logs, device choice.
+# --------------------------------------------------------------------------
+def configure_device(device):
+    """Select the device before TensorFlow starts: a GPU id, or -1 for the CPU.
+    Returns the device string to place the graph on."""
+    if int(device) < 0:
+        os.environ['CUDA_VISIBLE_DEVICES'] = '-1'
+        return '/cpu:0'
+    os.environ.setdefault('CUDA_VISIBLE_DEVICES', str(device))
+    return None  # let TensorFlow place ops on the visible GPU, or the CPU if none
+
+
+def import_tensorflow():
+    """tf.compat.v1 in graph mode. Must be the first TensorFlow import of the
+    process: tf.compat.v1.layers and LSTMCell need Keras 2, which TensorFlow
+    only picks when TF_USE_LEGACY_KERAS is set before it is first imported."""
+    os.environ['TF_USE_LEGACY_KERAS'] = '1'
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    if 'tensorflow' in sys.modules and not os.environ.get('_HELPER_TF_READY'):
+        logging.warning('TensorFlow was imported before helper.import_tensorflow(); '
+                        'legacy Keras may not be active')
+    import tensorflow as tf
+    os.environ['_HELPER_TF_READY'] = '1'
+    tf.get_logger().setLevel(logging.ERROR)
+    tf.compat.v1.disable_eager_execution()
+    return tf.compat.v1
+
+
+def session_config(device):
+    """A ConfigProto that lets GPU memory grow and falls back to the CPU."""
+    tf = import_tensorflow()
+    config = tf.ConfigProto(allow_soft_placement=True)
+    config.gpu_options.allow_growth = True
+    if int(device) < 0:
+        config.device_count['GPU'] = 0
+    return config
+
+
+# --------------------------------------------------------------------------
+# Files: listing without hidden files, atomic writes.
+# --------------------------------------------------------------------------
+def is_hidden(name):
+    return name.startswith('.') or name.startswith('._')
+
+
+def list_dir(path, suffix=None):
+    """Sorted names in `path`, without hidden files (.DS_Store, ._*); only
+    those ending in `suffix` when given. A missing directory is an error."""
+    if not os.path.isdir(path):
+        raise InputError(path, None, 'directory not found')
+    names = [n for n in os.listdir(path) if not is_hidden(n)]
+    if suffix is not None:
+        names = [n for n in names if n.endswith(suffix)]
+    return sorted(names)
+
+
+def list_ids(path, suffix):
+    """Recording ids of the files `<Id><suffix>` in `path`."""
+    return [n[:-len(suffix)] for n in list_dir(path, suffix)]
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yield a temporary path beside `path`; rename it to `path` only when the
+    block completes. On any error (or Ctrl-C) the temporary file is removed and
+    `path` is untouched."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, tmp_path = tempfile.mkstemp(
+        prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
+    os.close(handle)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode='w', **open_kwargs):
+    """Open a file for writing that appears at `path` only once complete."""
+    if 'b' not in mode:
+        open_kwargs.setdefault('encoding', 'utf-8')
+        open_kwargs.setdefault('newline', '')
+    with atomic_output(path) as tmp_path:
+        with open(tmp_path, mode, **open_kwargs) as handle:
+            yield handle
+
+
+def write_csv(path, header, rows):
+    """Write a CSV atomically."""
+    with atomic_write(path) as handle:
+        writer = csv.writer(handle, lineterminator='\n')
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_json(path, obj):
+    with atomic_write(path) as handle:
+        json.dump(obj, handle, indent=2, sort_keys=True)
+        handle.write('\n')
+
+
+def read_json(path):
+    try:
+        with open(path, encoding='utf-8') as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise InputError(path, None, 'file not found') from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(path, None, 'not valid JSON: %s' % error) from None
+
+
+def append_line(path, line):
+    """Append one line to a log file (a line at a time, so never half a record)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'a', encoding='utf-8') as handle:
+        handle.write(line.rstrip('\n') + '\n')
+
+
+# --------------------------------------------------------------------------
+# CSV input with errors that name file, row and problem.
+# --------------------------------------------------------------------------
+def _parse_cell(path, row_number, column, text, kind):
+    if kind is str:
+        return text
+    try:
+        value = kind(text)
+    except ValueError:
+        raise InputError(path, row_number,
+                         'column %r: %r is not a valid %s' % (column, text, kind.__name__)) from None
+    if kind is float and not np.isfinite(value):
+        raise InputError(path, row_number, 'column %r: %r is not a finite number' % (column, text))
+    return value
+
+
+def read_table(path, columns):
+    """Rows of a CSV whose header must be exactly the names of `columns`, an
+    ordered list of (name, type). Returns a list of tuples. Rows are numbered
+    as lines of the file (header = row 1) in every error."""
+    names = [name for name, _ in columns]
+    try:
+        with open(path, encoding='utf-8', newline='') as handle:
+            lines = list(csv.reader(handle))
+    except FileNotFoundError:
+        raise InputError(path, None, 'file not found') from None
+    except UnicodeDecodeError as error:
+        raise InputError(path, None, 'not valid UTF-8 (byte %d)' % error.start) from None
+    if not lines:
+        raise InputError(path, None, 'empty file, expected header %s' % ','.join(names))
+    header = [cell.strip().lstrip('\ufeff') for cell in lines[0]]
+    if header != names:
+        raise InputError(path, 1, 'header is %s, expected %s' % (','.join(header), ','.join(names)))
+    rows = []
+    for row_number, cells in enumerate(lines[1:], start=2):
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        if len(cells) != len(names):
+            raise InputError(path, row_number,
+                             'expected %d columns (%s), found %d'
+                             % (len(names), ','.join(names), len(cells)))
+        rows.append(tuple(_parse_cell(path, row_number, name, cell.strip(), kind)
+                          for (name, kind), cell in zip(columns, cells)))
+    return rows
+
+
+def read_partition(path):
+    """{Id: Proposal} from a partition file (header Id,Proposal), in file order."""
+    partition = {}
+    rows = read_table(path, [('Id', str), ('Proposal', str)])
+    for row_number, (recording_id, proposal) in enumerate(rows, start=2):
+        if not recording_id:
+            raise InputError(path, row_number, 'empty Id')
+        if proposal not in PORTIONS:
+            raise InputError(path, row_number, 'Proposal %r is not one of %s'
+                             % (proposal, ', '.join(PORTIONS)))
+        if recording_id in partition:
+            raise InputError(path, row_number, 'Id %s listed twice' % recording_id)
+        partition[recording_id] = proposal
+    return partition
+
+
+# --------------------------------------------------------------------------
+# Audio: any container, any rate, any channel count -> mono float32.
+# --------------------------------------------------------------------------
+def read_audio(path, sample_rate):
+    """Mono float32 samples in [-1, 1] at `sample_rate`. WAV/FLAC/OGG are read
+    with soundfile; anything else is decoded by ffmpeg."""
+    import soundfile
+    import soxr
+    try:
+        samples, rate = soundfile.read(path, dtype='float32', always_2d=True)
+    except FileNotFoundError:
+        raise InputError(path, None, 'file not found') from None
+    except (RuntimeError, soundfile.LibsndfileError, TypeError):
+        samples, rate = _decode_with_ffmpeg(path, sample_rate), sample_rate
+    samples = samples.mean(axis=1) if samples.ndim == 2 else samples
+    if samples.size == 0:
+        raise InputError(path, None, 'audio is empty')
+    if rate != sample_rate:
+        samples = soxr.resample(samples, rate, sample_rate)
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def _decode_with_ffmpeg(path, sample_rate):
+    command = ['ffmpeg', '-nostdin', '-v', 'error', '-i', path, '-ac', '1',
+               '-ar', str(sample_rate), '-f', 'f32le', '-']
+    try:
+        result = subprocess.run(command, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise InputError(path, None, 'not a WAV/FLAC file, and ffmpeg is not installed') from None
+    if result.returncode != 0:
+        message = result.stderr.decode('utf-8', 'replace').strip().splitlines()
+        raise InputError(path, None, 'unreadable audio: %s'
+                         % (message[-1] if message else 'ffmpeg failed'))
+    return np.frombuffer(result.stdout, dtype=np.float32)[:, None]
+
+
+# --------------------------------------------------------------------------
+# Parallel map over recordings with a progress bar.
+# --------------------------------------------------------------------------
+def default_workers():
+    return os.cpu_count() or 1
+
+
+def parallel_map(function, items, workers, description):
+    """Yield function(item) for every item, in completion order, with a tqdm
+    bar. `function` must be picklable (module level). workers <= 1 runs in
+    this process, which keeps tracebacks simple when debugging."""
+    from tqdm import tqdm
+    items = list(items)
+    workers = max(1, min(int(workers), len(items) or 1))
+    with tqdm(total=len(items), desc=description, unit='rec', file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        if workers == 1:
+            for item in items:
+                yield function(item)
+                bar.update()
+            return
+        context = multiprocessing.get_context('spawn' if 'tensorflow' in sys.modules else 'fork')
+        with context.Pool(workers) as pool:
+            for result in pool.imap_unordered(function, items):
+                yield result
+                bar.update()
