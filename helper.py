@@ -8,9 +8,12 @@ import json
 import logging
 import multiprocessing
 import os
+import re
+import string
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -125,6 +128,8 @@ def import_tensorflow():
     if 'tensorflow' in sys.modules and not os.environ.get('_HELPER_TF_READY'):
         logging.warning('TensorFlow was imported before helper.import_tensorflow(); '
                         'legacy Keras may not be active')
+    # tf.compat.v1 is what this project is written in; its deprecation notices say nothing new.
+    warnings.filterwarnings('ignore', message='.*is deprecated.*')
     import tensorflow as tf
     os.environ['_HELPER_TF_READY'] = '1'
     tf.get_logger().setLevel(logging.ERROR)
@@ -286,6 +291,20 @@ def read_partition(path):
             raise InputError(path, row_number, 'Id %s listed twice' % recording_id)
         partition[recording_id] = proposal
     return partition
+
+
+# --------------------------------------------------------------------------
+# Text: one normalisation for alignment, embeddings and ASR words.
+# --------------------------------------------------------------------------
+_FILLER = re.compile(r'<[^>]*>')
+_PUNCTUATION = str.maketrans({c: ' ' for c in string.punctuation if c != "'"})
+
+
+def normalise_words(text):
+    """Lower-cased words of `text` with fillers (`<filler>`, `<laugh>`, ...)
+    and punctuation removed; apostrophes inside words are kept (don't, car's)."""
+    text = _FILLER.sub(' ', text.lower()).translate(_PUNCTUATION)
+    return [word for word in (w.strip("'") for w in text.split()) if word]
 
 
 # --------------------------------------------------------------------------
