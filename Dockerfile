@@ -1,0 +1,24 @@
+# GPU image for training and evaluation on a CUDA box:
+#   docker build -t semantic-ser .
+#   docker run --gpus all -v /data/MuSe-CaR:/app/MuSe-CaR:ro -v /data/work:/work \
+#       semantic-ser python train.py --dataset_dir /work/tfrecords --train_dir /work/checkpoints
+FROM tensorflow/tensorflow:2.21.0-gpu
+
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      espeak libespeak-dev ffmpeg build-essential \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY requirements.txt .
+# The image's own TensorFlow (with CUDA) stays: the tensorflow-cpu pin is left out.
+# aeneas is built against the numpy it runs with, without build isolation.
+RUN grep -v '^tensorflow' requirements.txt > /tmp/requirements-gpu.txt \
+ && pip install --no-cache-dir setuptools==80.9.0 wheel \
+ && pip install --no-cache-dir -r /tmp/requirements-gpu.txt \
+ && pip install --no-cache-dir --no-build-isolation aeneas==1.7.3.0 \
+ && python -m aeneas.diagnostics
+
+COPY . .
+ENV TF_USE_LEGACY_KERAS=1
+CMD ["python", "train.py", "--help"]
