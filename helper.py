@@ -36,6 +36,14 @@ def labels_dir(work_dir):
     return os.path.join(work_dir, 'labels')
 
 
+def sync_map_path(work_dir, recording_id):
+    return os.path.join(sync_maps_dir(work_dir), recording_id + '.csv')
+
+
+def label_path(work_dir, recording_id):
+    return os.path.join(labels_dir(work_dir), recording_id + '.csv')
+
+
 def partition_path(work_dir):
     return os.path.join(work_dir, 'partition.csv')
 
@@ -182,6 +190,11 @@ def atomic_output(path):
     os.close(handle)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); outputs get the usual umask permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        if os.path.isfile(tmp_path):
+            os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
@@ -247,10 +260,11 @@ def _parse_cell(path, row_number, column, text, kind):
     return value
 
 
-def read_table(path, columns):
+def read_table(path, columns, line_numbers=False):
     """Rows of a CSV whose header must be exactly the names of `columns`, an
-    ordered list of (name, type). Returns a list of tuples. Rows are numbered
-    as lines of the file (header = row 1) in every error."""
+    ordered list of (name, type). Returns a list of tuples, or with
+    `line_numbers` a list of (line, tuple). Rows are numbered as lines of the
+    file (header = row 1) in every error; blank lines are skipped."""
     names = [name for name, _ in columns]
     try:
         with open(path, encoding='utf-8', newline='') as handle:
@@ -259,6 +273,8 @@ def read_table(path, columns):
         raise InputError(path, None, 'file not found') from None
     except UnicodeDecodeError as error:
         raise InputError(path, None, 'not valid UTF-8 (byte %d)' % error.start) from None
+    except csv.Error as error:  # e.g. a binary file: a field over the csv size limit
+        raise InputError(path, None, 'malformed CSV: %s' % error) from None
     if not lines:
         raise InputError(path, None, 'empty file, expected header %s' % ','.join(names))
     header = [cell.strip().lstrip('\ufeff') for cell in lines[0]]
@@ -272,16 +288,17 @@ def read_table(path, columns):
             raise InputError(path, row_number,
                              'expected %d columns (%s), found %d'
                              % (len(names), ','.join(names), len(cells)))
-        rows.append(tuple(_parse_cell(path, row_number, name, cell.strip(), kind)
-                          for (name, kind), cell in zip(columns, cells)))
+        row = tuple(_parse_cell(path, row_number, name, cell.strip(), kind)
+                    for (name, kind), cell in zip(columns, cells))
+        rows.append((row_number, row) if line_numbers else row)
     return rows
 
 
 def read_partition(path):
     """{Id: Proposal} from a partition file (header Id,Proposal), in file order."""
     partition = {}
-    rows = read_table(path, [('Id', str), ('Proposal', str)])
-    for row_number, (recording_id, proposal) in enumerate(rows, start=2):
+    rows = read_table(path, [('Id', str), ('Proposal', str)], line_numbers=True)
+    for row_number, (recording_id, proposal) in rows:
         if not recording_id:
             raise InputError(path, row_number, 'empty Id')
         if proposal not in PORTIONS:
@@ -291,6 +308,35 @@ def read_partition(path):
             raise InputError(path, row_number, 'Id %s listed twice' % recording_id)
         partition[recording_id] = proposal
     return partition
+
+
+def select_recordings(muse_dir, ids=None):
+    """Recording ids of the MuSe partition, in file order; only `ids` if given."""
+    partition_file = muse_partition_path(muse_dir)
+    recording_ids = list(read_partition(partition_file))
+    unknown = sorted(set(ids or ()) - set(recording_ids))
+    if unknown:
+        raise InputError(partition_file, None, '--ids not in the partition: %s' % ', '.join(unknown))
+    return [i for i in recording_ids if ids is None or i in ids]
+
+
+def read_labels(path):
+    """(timestamps int64 [N] ms, labels float64 [N, 2]) from labels/<Id>.csv.
+    Timestamps must rise strictly on the grid of label steps."""
+    columns = [('timestamp', float)] + [(name, float) for name in DIMENSIONS]
+    rows = read_table(path, columns, line_numbers=True)
+    if not rows:
+        raise InputError(path, None, 'no label rows')
+    previous = None
+    for line, (timestamp, _, _) in rows:
+        if timestamp < 0 or timestamp % LABEL_STEP_MS:
+            raise InputError(path, line, 'timestamp %g ms is not a non-negative multiple of %d ms'
+                             % (timestamp, LABEL_STEP_MS))
+        if previous is not None and timestamp <= previous:
+            raise InputError(path, line, 'timestamp %g ms does not follow %g ms' % (timestamp, previous))
+        previous = timestamp
+    table = np.asarray([row for _, row in rows], dtype=np.float64)
+    return table[:, 0].astype(np.int64), table[:, 1:]
 
 
 # --------------------------------------------------------------------------

@@ -48,6 +48,9 @@ def test_atomic_write_keeps_old_file_until_complete(tmp_path):
     helper.write_csv(str(target), ['a', 'b'], [(1, 2.5)])
     assert target.read_text() == 'a,b\n1,2.5\n'
     assert os.listdir(tmp_path) == ['out.csv']
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert os.stat(target).st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_atomic_write_from_a_killed_process_leaves_only_a_hidden_temporary(tmp_path):
