@@ -1,0 +1,219 @@
+"""The model of Tzirakis et al. (ICASSP 2021): a raw-waveform convolutional
+extractor and word embeddings, fused by attention, then an LSTM over time.
+
+    audio [B,T,S] ─ (conv, pool, dropout) ×3 ─ [B,T,S] ─┐
+                                                         fuse ─ h ─ FC ×3 ─ h1, h2, h3
+    embeddings [B,T,E] ──────────────────────────────────┘
+    fuse(fuse(h1, h2), h3) ─ LSTM ─ FC(2) ─ tanh ─ [B,T,2] (arousal, valence)
+
+Also the helpers every script that reloads a model shares (eval.py,
+predict.py, export_model.py): the model.json written beside the checkpoints,
+the choice of `model.ckpt-N`, and the dataset.json compatibility check.
+"""
+
+import logging
+import os
+import re
+
+import numpy as np
+
+import helper
+
+tf = helper.import_tensorflow()
+import tf_slim as slim  # noqa: E402  (after helper.import_tensorflow, which must come first)
+
+# --------------------------------------------------------------------------
+# Structure constants (the paper's); --hidden_units only sizes the LSTM.
+# --------------------------------------------------------------------------
+# Acoustic extractor: one (filters, kernel width, pool size) per block.
+CONV_BLOCKS = ((50, 8, 10), (125, 6, 5), (250, 6, 5))
+DROPOUT_KEEP_PROB = 0.5
+# Product of the pool sizes, which is also the last block's filter count:
+# T*S samples become T*S/250 positions of 250 channels, i.e. T*S values again.
+AUDIO_REDUCTION = int(np.prod([pool for _, _, pool in CONV_BLOCKS]))
+assert AUDIO_REDUCTION == CONV_BLOCKS[-1][0]
+FUSION_PROJECTION_UNITS = 1024
+HIDDEN_FC_UNITS = 512
+N_HIDDEN_FC = 3
+DEFAULT_HIDDEN_UNITS = 256
+LSTM_CELL_CLIP = 100.0
+N_OUTPUTS = len(helper.DIMENSIONS)
+
+# Files written beside the checkpoints by train.py.
+MODEL_CONFIG_FILE = 'model.json'
+DATASET_FILE = 'dataset.json'
+CHECKPOINT_PREFIX = 'model.ckpt'
+# dataset.json fields that fix the model's input: a checkpoint only fits data
+# that agrees on all of them.
+FEATURE_KEYS = ('sample_rate', 'frame_samples', 'label_step_ms', 'embedding_dim',
+                'embeddings', 'label_names')
+
+
+# --------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------
+def acoustic_features(audio, is_training):
+    """[B,T,S] raw audio -> [B,T,S] learned features. The convolutions run on
+    the window's waveform as one signal, so they see across frame edges."""
+    frame_samples = audio.shape[-1]
+    if frame_samples is None or frame_samples % AUDIO_REDUCTION:
+        raise ValueError('frame_samples must be a known multiple of %d, got %s'
+                         % (AUDIO_REDUCTION, frame_samples))
+    batch, steps = tf.shape(audio)[0], tf.shape(audio)[1]
+    net = tf.reshape(audio, [batch, steps * frame_samples, 1])
+    with tf.variable_scope('acoustic'):
+        for block, (filters, width, pool) in enumerate(CONV_BLOCKS, start=1):
+            net = slim.conv1d(net, filters, width, padding='SAME', activation_fn=tf.nn.relu,
+                              scope='conv%d' % block)
+            net = slim.pool(net, [pool], 'MAX', stride=[pool], padding='VALID',
+                            scope='pool%d' % block)
+            net = slim.dropout(net, DROPOUT_KEEP_PROB, is_training=is_training,
+                               scope='dropout%d' % block)
+    return tf.reshape(net, [batch, steps, frame_samples])
+
+
+def fuse(x, y, units=FUSION_PROJECTION_UNITS, scope='fusion'):
+    """Attention over two candidate vectors per frame. Inputs of different
+    widths are first brought to `units` by their own ReLU projection."""
+    with tf.variable_scope(scope):
+        if x.shape[-1] != y.shape[-1]:
+            x = slim.fully_connected(x, units, activation_fn=tf.nn.relu, scope='project_x')
+            y = slim.fully_connected(y, units, activation_fn=tf.nn.relu, scope='project_y')
+        width = int(x.shape[-1])
+        candidates = tf.stack([x, y], axis=-2)                      # [B,T,2,W]
+        vector = tf.get_variable('score_vector', [width],
+                                 initializer=tf.glorot_uniform_initializer())
+        bias = tf.get_variable('score_bias', [], initializer=tf.zeros_initializer())
+        scores = (tf.tensordot(candidates, vector, axes=1) + bias) / np.sqrt(width)
+        weights = tf.nn.softmax(scores, axis=-1)                    # [B,T,2]
+        return tf.reduce_sum(candidates * weights[..., None], axis=-2)
+
+
+def semantic_acoustic_fusion(acoustic, embeddings):
+    h = fuse(acoustic, embeddings, scope='fusion_input')
+    h1, h2, h3 = [slim.fully_connected(h, HIDDEN_FC_UNITS, activation_fn=tf.nn.relu,
+                                       scope='hidden%d' % i)
+                  for i in range(1, N_HIDDEN_FC + 1)]
+    return fuse(fuse(h1, h2, scope='fusion_hidden12'), h3, scope='fusion_hidden123')
+
+
+def recurrent_output(features, hidden_units, mask=None):
+    """LSTM over time, then a linear layer to the two dimensions, tanh."""
+    sequence_length = None
+    if mask is not None:
+        # The LSTM stops after the last real frame. Padding before the first real
+        # frame (a window shifted by the data provider) runs like silence; the
+        # loss ignores its outputs either way.
+        positions = tf.range(1, tf.shape(mask)[1] + 1)
+        sequence_length = tf.reduce_max(tf.cast(tf.cast(mask, tf.bool), tf.int32) * positions,
+                                         axis=1)
+    with tf.variable_scope('recurrent'):
+        cell = tf.nn.rnn_cell.LSTMCell(hidden_units, use_peepholes=True,
+                                       cell_clip=LSTM_CELL_CLIP, name='lstm')
+        outputs, _ = tf.nn.dynamic_rnn(cell, features, sequence_length=sequence_length,
+                                       dtype=tf.float32)
+    return tf.tanh(slim.fully_connected(outputs, N_OUTPUTS, activation_fn=None, scope='output'))
+
+
+def build_model(audio, embeddings, hidden_units=DEFAULT_HIDDEN_UNITS, is_training=True,
+                mask=None):
+    """audio [B,T,S] float32, embeddings [B,T,E] float32 (mask [B,T] optional)
+    -> predictions [B,T,2] in (-1, 1), (arousal, valence) per frame."""
+    with tf.variable_scope('model'):
+        acoustic = acoustic_features(audio, is_training)
+        fused = semantic_acoustic_fusion(acoustic, embeddings)
+        return recurrent_output(fused, hidden_units, mask)
+
+
+def model_variables():
+    return tf.get_collection(tf.GraphKeys.GLOBAL_VARIABLES, scope='model/')
+
+
+def model_summary():
+    """Log every trainable variable with its shape (debug level), and the total.
+    Returns the number of trainable parameters."""
+    total = 0
+    for variable in tf.trainable_variables():
+        count = int(np.prod(variable.shape.as_list()))
+        total += count
+        helper.development_msg('%-60s %-18s %d', variable.op.name, variable.shape.as_list(), count)
+    logging.info('model: %d trainable parameters', total)
+    return total
+
+
+def inference_inputs(frame_samples, embedding_dim):
+    """Placeholders for whole recordings: audio [B,T,S] and embeddings [B,T,E]."""
+    audio = tf.placeholder(tf.float32, [None, None, frame_samples], name='audio')
+    embeddings = tf.placeholder(tf.float32, [None, None, embedding_dim], name='embeddings')
+    return audio, embeddings
+
+
+# --------------------------------------------------------------------------
+# Checkpoints and what it takes to rebuild the model from them
+# --------------------------------------------------------------------------
+def write_model_config(train_dir, hidden_units, dataset):
+    """model.json: everything beyond dataset.json needed to rebuild the graph."""
+    helper.write_json(os.path.join(train_dir, MODEL_CONFIG_FILE), {
+        'hidden_units': int(hidden_units),
+        'frame_samples': int(dataset['frame_samples']),
+        'embedding_dim': int(dataset['embedding_dim']),
+    })
+
+
+def read_model_config(checkpoint_dir):
+    path = os.path.join(checkpoint_dir, MODEL_CONFIG_FILE)
+    config = helper.read_json(path)
+    for key in ('hidden_units', 'frame_samples', 'embedding_dim'):
+        if not isinstance(config.get(key), int):
+            raise helper.InputError(path, None, 'missing integer field %r' % key)
+    return config
+
+
+def available_steps(checkpoint_dir):
+    """Sorted global steps of the `model.ckpt-N` checkpoints in the directory."""
+    if not os.path.isdir(checkpoint_dir):
+        raise helper.InputError(checkpoint_dir, None, 'checkpoint directory not found')
+    pattern = re.compile(r'^%s-(\d+)\.index$' % re.escape(CHECKPOINT_PREFIX))
+    return sorted(int(m.group(1)) for m in map(pattern.match, helper.list_dir(checkpoint_dir)) if m)
+
+
+def checkpoint_path(checkpoint_dir, steps=None):
+    """Prefix of `model.ckpt-<steps>` (the latest when steps is None) and its step.
+    A missing step is an error that lists the steps that exist."""
+    existing = available_steps(checkpoint_dir)
+    if not existing:
+        raise helper.InputError(checkpoint_dir, None,
+                                'no %s-N checkpoint found' % CHECKPOINT_PREFIX)
+    if steps is None:
+        steps = existing[-1]
+    elif int(steps) not in existing:
+        raise helper.InputError(checkpoint_dir, None,
+                                'no checkpoint for step %s; available steps: %s'
+                                % (steps, ', '.join(map(str, existing))))
+    return os.path.join(checkpoint_dir, '%s-%d' % (CHECKPOINT_PREFIX, int(steps))), int(steps)
+
+
+def checkpoint_files(prefix):
+    """The files that make up one checkpoint (.index, .meta, .data-*)."""
+    directory, name = os.path.split(prefix)
+    return [os.path.join(directory, n) for n in helper.list_dir(directory)
+            if n.startswith(name + '.')]
+
+
+def check_dataset_compatible(reference_path, dataset_path, keys=FEATURE_KEYS):
+    """Raise InputError naming both files when their dataset.json disagree on
+    any of `keys` (None: on anything). Returns the dataset's description."""
+    reference, dataset = helper.read_json(reference_path), helper.read_json(dataset_path)
+    if keys is None:
+        keys = sorted(set(reference) | set(dataset))
+    differences = ['%s: %r vs %r' % (key, reference.get(key), dataset.get(key))
+                   for key in keys if reference.get(key) != dataset.get(key)]
+    if differences:
+        raise helper.InputError(dataset_path, None, 'does not match %s (%s)'
+                                % (reference_path, '; '.join(differences)))
+    return dataset
+
+
+def restore(session, checkpoint_prefix):
+    """Load the model's variables (not the optimiser's) from a checkpoint."""
+    tf.train.Saver(var_list=model_variables()).restore(session, checkpoint_prefix)

@@ -1,0 +1,272 @@
+"""train.py and eval.py end to end on the tiny dataset (tests/conftest.py):
+learning on a fixed batch, checkpoints, logs, resuming, Ctrl-C, reloading,
+CCC consistency, --steps, dataset mismatches and --watch."""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import helper
+import losses
+import models
+
+tf = models.tf
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Small and fast; the structure stays the paper's.
+TRAIN_FLAGS = ['--device', '-1', '--batch_size', '2', '--sequence_length', '16',
+               '--hidden_units', '32', '--log_every_n_steps', '2', '--save_interval_secs', '600']
+FIRST_STEPS, RESUMED_STEPS = 6, 10
+
+
+def script(name, *args, check=True, cwd=None):
+    result = subprocess.run([sys.executable, os.path.join(REPO, name)] + [str(a) for a in args],
+                            capture_output=True, text=True, cwd=cwd, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def read_predictions(path):
+    with open(path, newline='') as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ['timestamp', 'arousal_pred', 'valence_pred', 'arousal', 'valence']
+    return np.array(rows[1:], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------
+# The model and loss learn
+# --------------------------------------------------------------------------
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tiny_recordings):
+    windows = [r[name][:24] for r in tiny_recordings.values() if r['portion'] == 'train'
+               for name in ('audio', 'embeddings', 'labels')]
+    audio, embeddings, labels = (np.stack(windows[i::3]) for i in range(3))
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(0)
+        inputs = [tf.placeholder(tf.float32, a.shape) for a in (audio, embeddings, labels)]
+        mask = tf.ones(labels.shape[:2])
+        loss, _ = losses.ccc_loss(models.build_model(inputs[0], inputs[1], 32), inputs[2], mask)
+        train_op = tf.train.AdamOptimizer(1e-3).minimize(loss)
+        with tf.variable_scope(tf.get_variable_scope(), reuse=True):
+            eval_loss, _ = losses.ccc_loss(models.build_model(inputs[0], inputs[1], 32,
+                                                              is_training=False),
+                                           inputs[2], mask)
+        feed = dict(zip(inputs, (audio, embeddings, labels)))
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            before = session.run(eval_loss, feed)
+            for _ in range(30):
+                session.run(train_op, feed)
+            after = session.run(eval_loss, feed)
+    assert after < 0.5 * before, (before, after)
+
+
+# --------------------------------------------------------------------------
+# train.py: checkpoints, log, resume
+# --------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def first_run(tiny_dataset, tmp_path_factory):
+    """train.py for FIRST_STEPS steps; the directory's state right after it."""
+    train_dir = str(tmp_path_factory.mktemp('train') / 'checkpoints')
+    script('train.py', '--dataset_dir', tiny_dataset, '--train_dir', train_dir,
+           '--max_steps', FIRST_STEPS, *TRAIN_FLAGS)
+    with open(os.path.join(train_dir, 'log_train.txt')) as handle:
+        log = handle.read()
+    return train_dir, sorted(os.listdir(train_dir)), log
+
+
+@pytest.fixture(scope='module')
+def resumed_run(first_run, tiny_dataset):
+    """The same directory trained on to RESUMED_STEPS, with another sequence length."""
+    train_dir = first_run[0]
+    flags = TRAIN_FLAGS[:]
+    flags[flags.index('--sequence_length') + 1] = '24'
+    script('train.py', '--dataset_dir', tiny_dataset, '--train_dir', train_dir,
+           '--max_steps', RESUMED_STEPS, *flags)
+    return train_dir
+
+
+def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
+    train_dir, files, log = first_run
+    for suffix in ('.index', '.meta', '.data-00000-of-00001'):
+        assert 'model.ckpt-%d%s' % (FIRST_STEPS, suffix) in files
+    assert any(name.startswith('events.out.tfevents') for name in files)
+    assert tf.train.latest_checkpoint(train_dir).endswith('model.ckpt-%d' % FIRST_STEPS)
+    assert helper.read_json(os.path.join(train_dir, 'dataset.json')) == \
+        helper.read_json(os.path.join(tiny_dataset, 'dataset.json'))
+    assert models.read_model_config(train_dir) == {'hidden_units': 32, 'frame_samples': 250,
+                                                   'embedding_dim': 8}
+    lines = log.splitlines()
+    assert lines[0].startswith('==== train.py run 20')
+    for expected in ('max_steps = %d' % FIRST_STEPS, 'sequence_length = 16', 'batch_size = 2',
+                     'hidden_units = 32', 'learning_rate = 0.0005', 'loss_weights = None',
+                     'device = -1', 'seed = 0', 'save_summaries_secs = 60'):
+        assert expected in lines, expected
+    progress = [line.split()[1] for line in lines if line.startswith('step ')]
+    assert progress == ['2', '4', '6']
+    assert 'frames/s' in lines[-2] and 'ccc_valence' in lines[-2]
+    assert lines[-1] == 'stopped at step %d (done)' % FIRST_STEPS
+
+
+def test_train_resumes_from_the_latest_checkpoint(resumed_run):
+    assert models.available_steps(resumed_run)[-2:] == [FIRST_STEPS, RESUMED_STEPS]
+    with open(os.path.join(resumed_run, 'log_train.txt')) as handle:
+        log = handle.read()
+    runs = log.split('==== train.py run')
+    assert len(runs) == 3 and 'sequence_length = 24' in runs[2]
+    # The second run's steps continue the first's.
+    assert [line.split()[1] for line in runs[2].splitlines() if line.startswith('step ')] == \
+        ['8', '10']
+
+
+def test_train_stops_cleanly_on_ctrl_c(tiny_dataset, tmp_path):
+    train_dir = str(tmp_path / 'checkpoints')
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, 'train.py'), '--dataset_dir',
+                                tiny_dataset, '--train_dir', train_dir] + TRAIN_FLAGS,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log_path = os.path.join(train_dir, 'log_train.txt')
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            if os.path.exists(log_path) and '\nstep ' in open(log_path).read():
+                break
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    last = open(log_path).read().splitlines()[-1]
+    assert last.endswith('(interrupted)')
+    step = int(last.split()[3])
+    assert step >= 2 and models.available_steps(train_dir)[-1] == step
+
+
+def test_train_refuses_to_resume_on_other_data(first_run, mismatched_dataset, tmp_path):
+    train_dir = str(tmp_path / 'checkpoints')
+    shutil.copytree(first_run[0], train_dir)
+    before = sorted(os.listdir(train_dir))
+    result = script('train.py', '--dataset_dir', mismatched_dataset, '--train_dir', train_dir,
+                    '--max_steps', 100, *TRAIN_FLAGS, check=False)
+    assert result.returncode != 0
+    assert 'embedding_dim: 8 vs 16' in result.stderr
+    assert sorted(os.listdir(train_dir)) == before
+
+
+# --------------------------------------------------------------------------
+# eval.py
+# --------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def mismatched_dataset(tiny_dataset, tmp_path_factory):
+    """A copy of the tiny dataset whose dataset.json claims another embedding size."""
+    directory = str(tmp_path_factory.mktemp('mismatch') / 'tfrecords')
+    shutil.copytree(tiny_dataset, directory)
+    info = helper.read_json(os.path.join(directory, 'dataset.json'))
+    helper.write_json(os.path.join(directory, 'dataset.json'), dict(info, embedding_dim=16))
+    return directory
+
+
+def run_eval(dataset_dir, checkpoint, output_dir, *args, check=True):
+    return script('eval.py', '--dataset_dir', dataset_dir, '--checkpoint', checkpoint,
+                  '--device', '-1', '--predictions_dir', os.path.join(output_dir, 'predictions'),
+                  '--json', os.path.join(output_dir, 'metrics.json'), *args, check=check)
+
+
+def test_eval_is_repeatable_and_its_ccc_matches_its_predictions(resumed_run, tiny_dataset,
+                                                               tiny_recordings, tmp_path):
+    outputs = [str(tmp_path / name) for name in ('first', 'second')]
+    for output in outputs:
+        result = run_eval(tiny_dataset, resumed_run, output, '--portion', 'train', '--steps',
+                          RESUMED_STEPS, '--noplots')
+    assert 'arousal' in result.stdout and 'mean' in result.stdout
+
+    train_ids = sorted(i for i, r in tiny_recordings.items() if r['portion'] == 'train')
+    csvs = [[read_predictions(os.path.join(output, 'predictions', i + '.csv')) for i in train_ids]
+            for output in outputs]
+    for first, second in zip(*csvs):
+        np.testing.assert_array_equal(first, second)
+
+    metrics = helper.read_json(os.path.join(outputs[0], 'metrics.json'))
+    assert metrics['portion'] == 'train' and metrics['step'] == RESUMED_STEPS
+    assert metrics['checkpoint'].endswith('model.ckpt-%d' % RESUMED_STEPS)
+    # Whole recordings, every frame once, in order, nothing padded.
+    for table, recording_id in zip(csvs[0], train_ids):
+        recording = tiny_recordings[recording_id]
+        np.testing.assert_array_equal(table[:, 0], recording['timestamps'])
+        np.testing.assert_allclose(table[:, 3:], recording['labels'], atol=1e-6)
+        assert np.all(np.abs(table[:, 1:3]) < 1)
+    assert metrics['frames'] == sum(len(t) for t in csvs[0])
+    everything = np.concatenate(csvs[0])
+    recomputed = losses.ccc(everything[:, 1:3], everything[:, 3:])
+    assert metrics['ccc']['arousal'] == pytest.approx(recomputed[0], abs=1e-5)
+    assert metrics['ccc']['valence'] == pytest.approx(recomputed[1], abs=1e-5)
+    assert metrics['mean_ccc'] == pytest.approx(recomputed.mean(), abs=1e-5)
+
+    log = open(os.path.join(resumed_run, 'log_eval.txt')).read().splitlines()
+    assert len([line for line in log if 'portion train  step %d' % RESUMED_STEPS in line]) == 2
+
+
+def test_eval_default_portion_writes_plots(resumed_run, tiny_dataset, tmp_path):
+    run_eval(tiny_dataset, resumed_run, str(tmp_path))
+    metrics = helper.read_json(str(tmp_path / 'metrics.json'))
+    assert metrics['portion'] == 'devel' and metrics['step'] == RESUMED_STEPS  # the latest
+    assert metrics['frames'] == helper.read_json(
+        os.path.join(tiny_dataset, 'dataset.json'))['recordings']['tiny_devel_a']
+    with open(str(tmp_path / 'predictions' / 'tiny_devel_a.png'), 'rb') as handle:
+        assert handle.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_eval_missing_step_lists_the_existing_ones(resumed_run, tiny_dataset, tmp_path):
+    result = run_eval(tiny_dataset, resumed_run, str(tmp_path), '--steps', 3, check=False)
+    assert result.returncode != 0
+    steps = ', '.join(map(str, models.available_steps(resumed_run)))
+    assert 'no checkpoint for step 3; available steps: %s' % steps in result.stderr
+    assert not os.path.exists(str(tmp_path / 'metrics.json'))
+
+
+def test_eval_rejects_a_dataset_of_another_shape(resumed_run, mismatched_dataset, tmp_path):
+    result = run_eval(mismatched_dataset, resumed_run, str(tmp_path), check=False)
+    assert result.returncode != 0
+    assert 'embedding_dim: 8 vs 16' in result.stderr
+    assert not os.path.exists(str(tmp_path / 'metrics.json'))
+
+
+def test_eval_watch_keeps_the_best_checkpoint(resumed_run, tiny_dataset, tmp_path):
+    checkpoint_dir = str(tmp_path / 'checkpoints')
+    shutil.copytree(resumed_run, checkpoint_dir)
+    run_eval(tiny_dataset, checkpoint_dir, str(tmp_path), '--watch', '--watch_interval_secs', 1,
+             '--watch_timeout_secs', 1, '--noplots')
+    metrics = helper.read_json(str(tmp_path / 'metrics.json'))
+    best_dir = os.path.join(checkpoint_dir, 'best')
+    best = helper.read_json(os.path.join(best_dir, 'best.json'))
+    assert best['step'] == RESUMED_STEPS and best['portion'] == 'devel'
+    assert best['mean_ccc'] == metrics['mean_ccc']
+    # best/ is a checkpoint directory of its own.
+    assert models.checkpoint_path(best_dir) == (os.path.join(best_dir, 'model.ckpt-%d'
+                                                             % RESUMED_STEPS), RESUMED_STEPS)
+    assert models.read_model_config(best_dir) == models.read_model_config(checkpoint_dir)
+    assert tf.train.latest_checkpoint(best_dir).endswith('model.ckpt-%d' % RESUMED_STEPS)
+    assert not os.path.exists(os.path.join(best_dir, '.staging'))
+
+
+def test_unpad_drops_padding_frames():
+    import eval as evaluation
+    mask = np.array([[0, 1, 1, 1, 0]], dtype=np.float32)
+    batch = {'id': np.array([b'r']), 'mask': mask,
+             'timestamps': np.array([[0, 250, 500, 750, 0]]),
+             'predictions': np.arange(10, dtype=np.float32).reshape(1, 5, 2),
+             'labels': -np.arange(10, dtype=np.float32).reshape(1, 5, 2)}
+    recording = evaluation.unpad(batch)
+    assert recording['id'] == 'r'
+    np.testing.assert_array_equal(recording['timestamps'], [250, 500, 750])
+    np.testing.assert_array_equal(recording['predictions'], [[2, 3], [4, 5], [6, 7]])
+    np.testing.assert_array_equal(recording['labels'], [[-2, -3], [-4, -5], [-6, -7]])
