@@ -133,16 +133,39 @@ def import_tensorflow():
     only picks when TF_USE_LEGACY_KERAS is set before it is first imported."""
     os.environ['TF_USE_LEGACY_KERAS'] = '1'
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    if 'tensorflow' in sys.modules and not os.environ.get('_HELPER_TF_READY'):
-        logging.warning('TensorFlow was imported before helper.import_tensorflow(); '
-                        'legacy Keras may not be active')
-    # tf.compat.v1 is what this project is written in; its deprecation notices say nothing new.
-    warnings.filterwarnings('ignore', message='.*is deprecated.*')
+    if 'tensorflow' not in sys.modules:
+        # tf.compat.v1 is what this project is written in; its deprecation notices say nothing new.
+        warnings.filterwarnings('ignore', message='.*is deprecated.*')
+        with _quiet_native_start_up():
+            import tensorflow  # noqa: F401
     import tensorflow as tf
-    os.environ['_HELPER_TF_READY'] = '1'
+    if not tf.keras.__version__.startswith('2.'):
+        logging.warning('TensorFlow was imported before helper.import_tensorflow(): Keras %s '
+                        'is active, tf.compat.v1.layers will fail', tf.keras.__version__)
     tf.get_logger().setLevel(logging.ERROR)
     tf.compat.v1.disable_eager_execution()
     return tf.compat.v1
+
+
+@contextlib.contextmanager
+def _quiet_native_start_up():
+    """TensorFlow 2.21's C++ start-up messages (oneDNN, CUDA stubs) ignore
+    TF_CPP_MIN_LOG_LEVEL: they are written before its logging is set up. They
+    all come while the library loads, so stderr is muted for that moment only.
+    TF_CPP_MIN_LOG_LEVEL=0 shows them (useful on a GPU box)."""
+    if os.environ.get('TF_CPP_MIN_LOG_LEVEL') == '0':
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(null)
+        os.close(saved)
 
 
 def session_config(device):
