@@ -139,9 +139,9 @@ def import_tensorflow():
         with _quiet_native_start_up():
             import tensorflow  # noqa: F401
     import tensorflow as tf
-    if not tf.keras.__version__.startswith('2.'):
-        logging.warning('TensorFlow was imported before helper.import_tensorflow(): Keras %s '
-                        'is active, tf.compat.v1.layers will fail', tf.keras.__version__)
+    if not tf.keras.__name__.startswith('tf_keras'):
+        logging.warning('TensorFlow was imported before helper.import_tensorflow(): %s '
+                        'is active, tf.compat.v1.layers will fail', tf.keras.__name__)
     tf.get_logger().setLevel(logging.ERROR)
     tf.compat.v1.disable_eager_execution()
     return tf.compat.v1
