@@ -4,6 +4,7 @@ parallel map. Every script imports this instead of repeating any of it."""
 
 import contextlib
 import csv
+import io
 import json
 import logging
 import multiprocessing
@@ -290,13 +291,19 @@ def read_table(path, columns, line_numbers=False):
     file (header = row 1) in every error; blank lines are skipped."""
     names = [name for name, _ in columns]
     try:
-        with open(path, encoding='utf-8', newline='') as handle:
-            lines = list(csv.reader(handle))
+        with open(path, 'rb') as handle:
+            data = handle.read()
     except FileNotFoundError:
         raise InputError(path, None, 'file not found') from None
+    try:
+        text = data.decode('utf-8')
     except UnicodeDecodeError as error:
-        raise InputError(path, None, 'not valid UTF-8 (byte %d)' % error.start) from None
-    except csv.Error as error:  # e.g. a binary file: a field over the csv size limit
+        raise InputError(path, data.count(b'\n', 0, error.start) + 1,
+                         'not valid UTF-8 (byte 0x%02x at offset %d)'
+                         % (data[error.start], error.start)) from None
+    try:
+        lines = list(csv.reader(io.StringIO(text, newline='')))
+    except csv.Error as error:  # e.g. a NUL byte, or a binary file's over-long field
         raise InputError(path, None, 'malformed CSV: %s' % error) from None
     if not lines:
         raise InputError(path, None, 'empty file, expected header %s' % ','.join(names))

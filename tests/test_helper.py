@@ -81,7 +81,7 @@ def test_read_table_parses_and_names_file_and_row(tmp_path):
     (b'start,stop\n', 'row 1: header is start,stop'),
     (b'start,end\n1,2,3\n', 'row 2: expected 2 columns'),
     (b'start,end\n1,nan\n', "row 2: column 'end': 'nan' is not a finite number"),
-    (b'start,end\n1,2\n\xff\xfe,3\n', 'not valid UTF-8'),
+    (b'start,end\n1,2\n\xff\xfe,3\n', 'row 3: not valid UTF-8'),
 ])
 def test_read_table_rejects_bad_input(tmp_path, content, problem):
     path = tmp_path / 'bad.csv'

@@ -99,7 +99,7 @@ def test_timestamp_in_one_dimension_only_is_an_error_naming_file_row_timestamp(
                  id='missing-column'),
     pytest.param(AROUSAL.replace('timestamp,value', 'time,value'), 1,
                  'expected timestamp,value,segment_id', id='wrong-header'),
-    pytest.param(AROUSAL.encode('utf-8').replace(b'0.2', b'0.2\xff'), None, 'not valid UTF-8',
+    pytest.param(AROUSAL.encode('utf-8').replace(b'0.2', b'0.2\xff'), 3, 'not valid UTF-8',
                  id='not-utf8'),
     pytest.param(AROUSAL.replace('0.2', '0.2' + 'x' * 200000), None, 'malformed CSV',
                  id='field-over-csv-limit'),
