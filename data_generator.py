@@ -31,6 +31,8 @@ from absl import app, flags
 
 import helper
 
+WORD2VEC_EPOCHS = 100
+
 # allow_override: predict.py and the tests import this module beside other
 # scripts that define the same flag names (--verbose, --seed, ...), which absl
 # otherwise refuses.
@@ -51,6 +53,11 @@ flags.DEFINE_string('embeddings', None,
                     allow_override=True)
 flags.DEFINE_integer('embedding_dim', 100,
                      'Size of the word2vec vectors trained when --embeddings is not given.',
+                     lower_bound=1, allow_override=True)
+flags.DEFINE_integer('word2vec_epochs', WORD2VEC_EPOCHS,
+                     'Passes of the word2vec training over the transcripts. A corpus of a few '
+                     'thousand words needs many: with gensim\'s default of 5 its vectors stay '
+                     'near their tiny random start and carry no meaning to the model.',
                      lower_bound=1, allow_override=True)
 flags.DEFINE_integer('sample_rate', 16000,
                      'Audio sample rate in Hz; a 250 ms frame must hold a multiple of 250 '
@@ -185,21 +192,23 @@ def word2vec_path(work_dir, dim):
     return os.path.join(helper.embeddings_dir(work_dir), 'word2vec_%d.kv' % dim)
 
 
-def train_word2vec(sentences, dim, seed, path):
-    """Train word2vec on `sentences` and save its KeyedVectors atomically.
-    One worker thread: gensim is only reproducible single-threaded."""
+def train_word2vec(sentences, dim, seed, path, epochs=WORD2VEC_EPOCHS):
+    """Train word2vec (skip-gram, which suits small corpora) on `sentences`
+    and save its KeyedVectors atomically. One worker thread: gensim is only
+    reproducible single-threaded."""
     from gensim.models import Word2Vec
     if not sentences:
         raise helper.InputError(path, None, 'no transcript sentences to train word2vec on')
     # min_count=1: every transcript word should get a learned vector, not a random one.
-    model = Word2Vec(sentences, vector_size=dim, min_count=1, seed=seed, workers=1)
+    model = Word2Vec(sentences, vector_size=dim, min_count=1, sg=1, epochs=epochs, seed=seed,
+                     workers=1)
     with helper.atomic_output(path) as tmp_path:
         # separately=[]: one file, so the atomic rename moves all of it.
         model.wv.save(tmp_path, separately=[])
     logging.info('Saved %d word vectors to %s', len(model.wv), path)
 
 
-def ensure_word2vec(muse_dir, work_dir, dim, seed, overwrite=False):
+def ensure_word2vec(muse_dir, work_dir, dim, seed, overwrite=False, epochs=WORD2VEC_EPOCHS):
     """Path of the word2vec vectors trained on the transcripts of `muse_dir`,
     training them unless already saved under `work_dir` (`overwrite`
     retrains). Returns (path, problems): problems are the InputErrors of the
@@ -211,7 +220,7 @@ def ensure_word2vec(muse_dir, work_dir, dim, seed, overwrite=False):
     sentences, problems = read_corpus_sentences(muse_dir)
     logging.info('Training word2vec (%d dimensions) on %d transcript sentences',
                  dim, len(sentences))
-    train_word2vec(sentences, dim, seed, path)
+    train_word2vec(sentences, dim, seed, path, epochs)
     return path, problems
 
 
@@ -535,7 +544,7 @@ def main(argv):
         if embeddings_path is None:
             embeddings_path, problems = ensure_word2vec(FLAGS.muse_dir, FLAGS.work_dir,
                                                         FLAGS.embedding_dim, FLAGS.seed,
-                                                        FLAGS.overwrite)
+                                                        FLAGS.overwrite, FLAGS.word2vec_epochs)
         embedder = load_embedder(embeddings_path)
         settings = dataset_info(FLAGS.sample_rate, embedder.dim, embedder.path, {}, {})
         check_settings_unchanged(info_path, settings, FLAGS.overwrite)

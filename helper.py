@@ -391,10 +391,10 @@ def read_audio(path, sample_rate):
     with soundfile; anything else is decoded by ffmpeg."""
     import soundfile
     import soxr
+    if not os.path.isfile(path):
+        raise InputError(path, None, 'file not found')
     try:
         samples, rate = soundfile.read(path, dtype='float32', always_2d=True)
-    except FileNotFoundError:
-        raise InputError(path, None, 'file not found') from None
     except (RuntimeError, soundfile.LibsndfileError, TypeError):
         samples, rate = _decode_with_ffmpeg(path, sample_rate), sample_rate
     samples = samples.mean(axis=1) if samples.ndim == 2 else samples

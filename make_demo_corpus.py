@@ -14,8 +14,10 @@ The labels are built so that both sides of the paper's model matter:
   * valence is WHAT is said: a sentence's valence level is the balance of
     positive and negative opinion words it contains, drawn independently of
     arousal, and the prosody never depends on it.
-Annotation traces follow the sentence levels, drift toward the next sentence in
-pauses, are low-pass filtered (an annotator's lag) and carry a little noise.
+Annotation traces follow what has been heard: arousal jumps to the sentence's
+level with its first word, valence moves with each opinion word to the balance
+of the opinions so far. They drift toward the next sentence in pauses, are
+low-pass filtered (an annotator's lag) and carry a little noise.
 
 Layout written (Ids are "1", "2", ... "N", not zero-padded, like MuSe-CaR's
 plain numeric ids; so sorted as strings "10" comes before "2"):
@@ -104,6 +106,7 @@ NEGATIVE_WORDS = (
     'uncomfortable', 'boring', 'dull', 'bumpy', 'laggy', 'confusing', 'fragile', 'rough',
     'unreliable', 'stiff', 'awkward', 'mediocre', 'tacky', 'frustrating', 'dreadful',
     'nasty', 'shaky', 'overpriced', 'useless', 'pathetic', 'miserable')
+_POSITIVE, _NEGATIVE = frozenset(POSITIVE_WORDS), frozenset(NEGATIVE_WORDS)
 CAR_PARTS = (
     'engine', 'gearbox', 'steering', 'suspension', 'interior', 'dashboard', 'touchscreen',
     'infotainment system', "driver's seat", 'boot', 'headlight design', 'braking', 'cabin',
@@ -168,7 +171,7 @@ RELAX_TIME = 1.5             # seconds; how fast the trace returns to 0 after th
 SEGMENT_SECONDS = 15.0       # typical length of a label segment
 NOISE_RMS = (0.0015, 0.004)  # background noise, per recording
 RUMBLE_HZ = 150.0            # cut-off of the cabin rumble part of the noise
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 MARKER = '.demo_corpus.json'
 # Bytes a Mac leaves behind: a .DS_Store header and an AppleDouble header.
 _DS_STORE = b'\x00\x00\x00\x01Bud1' + bytes(24)
@@ -348,27 +351,48 @@ def transcript_rows(rng, sentences, seconds):
 
 
 def annotation_trace(rng, sentences, seconds, dimension):
-    """An annotator's trace of `dimension` on a TRACE_STEP grid: the sentence
-    levels, cosine ramps through the pauses, relaxation to 0 after the speech,
+    """An annotator's trace of `dimension` on a TRACE_STEP grid: it holds the
+    level of what has been heard so far (sentence_anchors), eases through the
+    pauses toward the next sentence, relaxes to 0 after the speech, and is
     low-passed (lag) plus slow noise, within [-1, 1]."""
     times = np.arange(int(math.ceil(seconds / TRACE_STEP)) + 1) * TRACE_STEP
-    spans = [(s['words'][0][0], s['words'][-1][1], s[dimension]) for s in sentences]
-    anchors_t, anchors_v = [0.0], [0.0]
-    for start, end, level in spans:
-        anchors_t += [start, end]
-        anchors_v += [level, level]
-    # Cosine ease between anchors: flat in sentences, smooth through pauses.
-    segment = np.clip(np.searchsorted(anchors_t, times, side='right') - 1, 0, len(anchors_t) - 2)
-    t0, t1 = np.asarray(anchors_t)[segment], np.asarray(anchors_t)[segment + 1]
-    v0, v1 = np.asarray(anchors_v)[segment], np.asarray(anchors_v)[segment + 1]
-    fraction = np.clip((times - t0) / np.maximum(t1 - t0, 1e-9), 0.0, 1.0)
-    target = v0 + (v1 - v0) * (1.0 - np.cos(np.pi * fraction)) / 2.0
-    last_end, last_level = spans[-1][1], spans[-1][2]
-    after = times > last_end
-    target[after] = last_level * np.exp(-(times[after] - last_end) / RELAX_TIME)
+    target = np.zeros(times.size)
+    previous_time, previous_level = 0.0, 0.0
+    for sentence in sentences:
+        anchors = sentence_anchors(sentence, dimension)
+        # Ease from the last level heard to the sentence's first level.
+        first_time, first_level = anchors[0]
+        inside = (times >= previous_time) & (times < first_time)
+        fraction = (times[inside] - previous_time) / max(first_time - previous_time, 1e-9)
+        target[inside] = previous_level + (first_level - previous_level) * (
+            1.0 - np.cos(np.pi * fraction)) / 2.0
+        # Within the sentence each level holds until the next one is heard.
+        for (time, level), (next_time, _) in zip(anchors, anchors[1:] + [(np.inf, None)]):
+            target[(times >= time) & (times < next_time)] = level
+        previous_time, previous_level = sentence['words'][-1][1], anchors[-1][1]
+    after = times >= previous_time
+    target[after] = previous_level * np.exp(-(times[after] - previous_time) / RELAX_TIME)
     noise = _low_pass(rng.normal(size=times.size), 1.0)
     noise *= ANNOTATOR_NOISE / max(float(noise.std()), 1e-9)
     return times, np.clip(_low_pass(target, ANNOTATOR_LAG) + noise, -1.0, 1.0)
+
+
+def sentence_anchors(sentence, dimension):
+    """[(time, level)] an annotator follows through a sentence. Arousal is heard
+    at once, in the voice: the sentence's level from its first word. Valence is
+    heard in the opinions: after each opinion word the balance of the opinions
+    so far, so that a listener (and a model that runs forward in time) can know
+    it; the last one is the sentence's level."""
+    words = sentence['words']
+    if dimension == 'arousal':
+        return [(words[0][0], sentence['arousal'])]
+    opinions = [(end, 1.0 if word in _POSITIVE else -1.0) for _, end, word in words
+                if word in _POSITIVE or word in _NEGATIVE]
+    balance = np.cumsum([polarity for _, polarity in opinions]) / np.arange(1, len(opinions) + 1)
+    # The sentence's small random offset (draw_sentence) applies to every level.
+    offset = sentence['valence'] - VALENCE_SCALE * balance[-1]
+    return [(end, float(np.clip(VALENCE_SCALE * b + offset, -1.0, 1.0)))
+            for (end, _), b in zip(opinions, balance)]
 
 
 def _low_pass(values, time_constant):

@@ -348,11 +348,6 @@ def pooled_accuracy(accuracies):
 # --------------------------------------------------------------------------
 # Inputs of one recording
 # --------------------------------------------------------------------------
-def data_row_numbers(path):
-    """Row number (header = 1) of each data row that helper.read_table returns."""
-    return [line for line, _ in helper.read_table(path, TRANSCRIPT_COLUMNS, line_numbers=True)]
-
-
 def read_transcript(path, duration):
     """[(start, end, sentence)] of a transcript, checked against the audio's
     duration; and the row number of each sentence in the file."""
