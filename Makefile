@@ -20,7 +20,7 @@ DEMO_STEPS ?= 600
 DEMO_LEARNING_RATE ?= 1e-3
 DEMO_SEQUENCE_LENGTH ?= 100
 
-.PHONY: setup system-packages demo test bench clean-demo
+.PHONY: setup system-packages demo demo-data test bench clean-demo
 
 setup: system-packages $(STAMP)
 
@@ -47,7 +47,15 @@ $(STAMP): requirements.txt
 
 # Every step of the pipeline on the generated corpus; each step skips what a
 # previous run already finished, so a rerun resumes.
-demo: setup
+demo: demo-data
+	$(PY) train.py --dataset_dir $(DEMO_DATA) --train_dir $(DEMO_CKPT) --device -1 \
+	    --seed $(SEED) --max_steps $(DEMO_STEPS) --learning_rate $(DEMO_LEARNING_RATE) \
+	    --sequence_length $(DEMO_SEQUENCE_LENGTH)
+	$(PY) eval.py --dataset_dir $(DEMO_DATA) --checkpoint $(DEMO_CKPT) --portion test \
+	    --device -1 --json $(DEMO)/eval_test.json --predictions_dir $(DEMO)/predictions/test
+
+# Steps 1-5 on the generated corpus: from nothing to TFRecords.
+demo-data: setup
 	$(PY) make_demo_corpus.py --output_dir $(DEMO_MUSE) --truth_dir $(DEMO_TRUTH) --seed $(SEED)
 	$(PY) synchronisation_map_generator.py --muse_dir $(DEMO_MUSE) --work_dir $(DEMO) \
 	    --truth_dir $(DEMO_TRUTH)
@@ -57,11 +65,6 @@ demo: setup
 	$(PY) label_distribution_analysis.py --work_dir $(DEMO)
 	$(PY) data_generator.py --muse_dir $(DEMO_MUSE) --work_dir $(DEMO) --seed $(SEED) \
 	    --sample_rate $(DEMO_SAMPLE_RATE)
-	$(PY) train.py --dataset_dir $(DEMO_DATA) --train_dir $(DEMO_CKPT) --device -1 \
-	    --seed $(SEED) --max_steps $(DEMO_STEPS) --learning_rate $(DEMO_LEARNING_RATE) \
-	    --sequence_length $(DEMO_SEQUENCE_LENGTH)
-	$(PY) eval.py --dataset_dir $(DEMO_DATA) --checkpoint $(DEMO_CKPT) --portion test \
-	    --device -1 --json $(DEMO)/eval_test.json --predictions_dir $(DEMO)/predictions/test
 
 # pytest exits 5 when it collects no tests: not a failure of the code, but no
 # green run either, so it is said plainly instead of passing silently.
