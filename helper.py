@@ -119,13 +119,19 @@ def development_msg(message, *args):
 # TensorFlow: legacy Keras, graph mode, quiet logs, device choice.
 # --------------------------------------------------------------------------
 def configure_device(device):
-    """Select the device before TensorFlow starts: a GPU id, or -1 for the CPU.
-    Returns the device string to place the graph on."""
-    if int(device) < 0:
-        os.environ['CUDA_VISIBLE_DEVICES'] = '-1'
+    """The device to place the graph on for `--device`: a GPU id, or -1 for the
+    CPU. Returns None for a GPU (session_config makes it the visible one) and
+    '/cpu:0' for the CPU, also when no GPU is there."""
+    import_tensorflow()
+    import tensorflow
+    gpus = tensorflow.config.list_physical_devices('GPU')
+    if int(device) < 0 or not gpus:
+        logging.info('running on the CPU%s', '' if int(device) < 0 else ' (no GPU found)')
         return '/cpu:0'
-    os.environ.setdefault('CUDA_VISIBLE_DEVICES', str(device))
-    return None  # let TensorFlow place ops on the visible GPU, or the CPU if none
+    if int(device) >= len(gpus):
+        raise ValueError('--device %d: only %d GPU(s) found' % (int(device), len(gpus)))
+    logging.info('running on GPU %d', int(device))
+    return None
 
 
 def import_tensorflow():
@@ -138,7 +144,10 @@ def import_tensorflow():
         # tf.compat.v1 is what this project is written in; its deprecation notices say nothing new.
         warnings.filterwarnings('ignore', message='.*is deprecated.*')
         with _quiet_native_start_up():
-            import tensorflow  # noqa: F401
+            import tensorflow
+            # CUDA reports on stderr when it finds no GPU, the first time anything
+            # looks (TensorFlow does at absl's app.run): look now, quietly.
+            tensorflow.config.list_physical_devices('GPU')
     import tensorflow as tf
     if not tf.keras.__name__.startswith('tf_keras'):
         logging.warning('TensorFlow was imported before helper.import_tensorflow(): %s '
@@ -150,9 +159,10 @@ def import_tensorflow():
 
 @contextlib.contextmanager
 def _quiet_native_start_up():
-    """TensorFlow 2.21's C++ start-up messages (oneDNN, CUDA stubs) ignore
-    TF_CPP_MIN_LOG_LEVEL: they are written before its logging is set up. They
-    all come while the library loads, so stderr is muted for that moment only.
+    """TensorFlow 2.21's C++ start-up messages (oneDNN, CUDA stubs, cuInit)
+    ignore TF_CPP_MIN_LOG_LEVEL: they are written before its logging is set up.
+    They all come while the library loads and first looks for GPUs, so stderr
+    is muted for that moment only.
     TF_CPP_MIN_LOG_LEVEL=0 shows them (useful on a GPU box)."""
     if os.environ.get('TF_CPP_MIN_LOG_LEVEL') == '0':
         yield
@@ -169,13 +179,19 @@ def _quiet_native_start_up():
         os.close(saved)
 
 
-def session_config(device):
-    """A ConfigProto that lets GPU memory grow and falls back to the CPU."""
+def session_config(device, xla=False):
+    """A ConfigProto that lets GPU memory grow and falls back to the CPU;
+    `xla` turns on XLA JIT compilation of the graph (auto-clustering)."""
     tf = import_tensorflow()
     config = tf.ConfigProto(allow_soft_placement=True)
     config.gpu_options.allow_growth = True
     if int(device) < 0:
         config.device_count['GPU'] = 0
+    elif tf.config.list_physical_devices('GPU'):
+        # The chosen GPU becomes the session's /gpu:0.
+        config.gpu_options.visible_device_list = str(int(device))
+    if xla:
+        config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
     return config
 
 

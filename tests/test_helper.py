@@ -182,7 +182,24 @@ def test_tensorflow_set_up_gives_legacy_keras_graph_mode():
     assert result.stdout.strip() == 'ok'
 
 
-def test_configure_device_cpu_hides_gpus(monkeypatch):
-    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+def test_device_minus_one_means_the_cpu():
     assert helper.configure_device(-1) == '/cpu:0'
-    assert os.environ['CUDA_VISIBLE_DEVICES'] == '-1'
+    assert helper.session_config(-1).device_count['GPU'] == 0
+
+
+def test_tensorflow_start_up_is_quiet():
+    code = ('import helper\n'
+            'from absl import app\n'
+            'tf = helper.import_tensorflow()\n'
+            'def main(argv):\n'
+            '    helper.configure_device(0)\n'
+            '    with tf.Session(config=helper.session_config(0)) as session:\n'
+            '        print(session.run(tf.constant(3)))\n'
+            'app.run(main)\n')
+    result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == '3'
+    # TensorFlow's C++ log lines name their source file: port.cc, cuda_platform.cc, ...
+    native = [line for line in result.stderr.splitlines() if '.cc:' in line]
+    assert native == [], native
