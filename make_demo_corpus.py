@@ -96,16 +96,11 @@ flags.DEFINE_boolean('verbose', False, 'Show development messages.')
 POSITIVE_WORDS = (
     'excellent', 'great', 'smooth', 'comfortable', 'brilliant', 'superb', 'responsive',
     'elegant', 'solid', 'spacious', 'refined', 'impressive', 'lovely', 'fantastic',
-    'wonderful', 'reliable', 'precise', 'stylish', 'generous', 'clever', 'beautiful',
-    'perfect', 'pleasant', 'powerful', 'efficient', 'intuitive', 'gorgeous', 'amazing',
-    'outstanding', 'sleek', 'roomy', 'agile', 'luxurious', 'delightful', 'fabulous',
-    'terrific')
+    'wonderful', 'reliable', 'precise', 'stylish')
 NEGATIVE_WORDS = (
     'terrible', 'awful', 'noisy', 'cheap', 'harsh', 'sluggish', 'cramped', 'clunky',
     'flimsy', 'disappointing', 'ugly', 'annoying', 'poor', 'weak', 'horrible',
-    'uncomfortable', 'boring', 'dull', 'bumpy', 'laggy', 'confusing', 'fragile', 'rough',
-    'unreliable', 'stiff', 'awkward', 'mediocre', 'tacky', 'frustrating', 'dreadful',
-    'nasty', 'shaky', 'overpriced', 'useless', 'pathetic', 'miserable')
+    'uncomfortable', 'boring', 'dull')
 _POSITIVE, _NEGATIVE = frozenset(POSITIVE_WORDS), frozenset(NEGATIVE_WORDS)
 CAR_PARTS = (
     'engine', 'gearbox', 'steering', 'suspension', 'interior', 'dashboard', 'touchscreen',
@@ -154,6 +149,9 @@ SPEED_RANGE = (120, 270)     # espeak words per minute, calm -> excited
 PITCH_RANGE = (20, 85)       # espeak pitch 0..99
 AMPLITUDE_RANGE = (30, 200)  # espeak amplitude 0..200, nearly linear in RMS
 VALENCE_SCALE = 0.9          # valence of a sentence whose opinions all agree
+# Reviewers mostly praise or criticise a feature outright; the other sentences
+# mix opinions in any proportion.
+ONE_SIDED_PROBABILITY = 0.6
 LEAD_SILENCE = (0.3, 1.0)    # seconds before the first sentence
 MIN_TAIL_SILENCE = 0.3       # seconds after the last sentence, at least
 SENTENCE_PAUSE = (0.4, 2.0)
@@ -171,7 +169,7 @@ RELAX_TIME = 1.5             # seconds; how fast the trace returns to 0 after th
 SEGMENT_SECONDS = 15.0       # typical length of a label segment
 NOISE_RMS = (0.0015, 0.004)  # background noise, per recording
 RUMBLE_HZ = 150.0            # cut-off of the cabin rumble part of the noise
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 MARKER = '.demo_corpus.json'
 # Bytes a Mac leaves behind: a .DS_Store header and an AppleDouble header.
 _DS_STORE = b'\x00\x00\x00\x01Bud1' + bytes(24)
@@ -249,7 +247,10 @@ def draw_sentence(rng):
     maybe a filler) with its valence and arousal levels, drawn independently."""
     template = TEMPLATES[rng.integers(len(TEMPLATES))]
     opinions = template.count('{o}')
-    positives = int(rng.integers(0, opinions + 1))
+    if rng.uniform() < ONE_SIDED_PROBABILITY:
+        positives = opinions if rng.uniform() < 0.5 else 0
+    else:
+        positives = int(rng.integers(0, opinions + 1))
     polarity = rng.permutation([True] * positives + [False] * (opinions - positives))
     positive_words = iter(rng.choice(POSITIVE_WORDS, size=positives, replace=False))
     negative_words = iter(rng.choice(NEGATIVE_WORDS, size=opinions - positives, replace=False))
