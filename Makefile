@@ -20,7 +20,7 @@ DEMO_STEPS ?= 600
 DEMO_LEARNING_RATE ?= 1e-3
 DEMO_SEQUENCE_LENGTH ?= 100
 
-.PHONY: setup system-packages demo demo-data test bench clean-demo
+.PHONY: setup system-packages demo demo-data test bench clean-demo ablation
 
 setup: system-packages $(STAMP)
 
@@ -78,3 +78,12 @@ bench: setup
 
 clean-demo:
 	rm -rf $(DEMO)
+
+# Does the semantic branch help? Trains and evaluates both, audio-only and
+# text-only models with the demo's schedule over seeds 0,1,2 (whatever SEED
+# is), then writes ablation/results.json and RESULTS.md. A rerun skips the
+# finished runs.
+ablation: demo-data
+	$(PY) ablation.py --dataset_dir $(DEMO_DATA) --output_dir ablation --report RESULTS.md \
+	    --device -1 --seeds 0,1,2 --max_steps $(DEMO_STEPS) --learning_rate $(DEMO_LEARNING_RATE) \
+	    --sequence_length $(DEMO_SEQUENCE_LENGTH)

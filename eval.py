@@ -9,6 +9,10 @@ stdout, one line appended to <checkpoint>/log_eval.txt, optionally --json, and
 per recording <Id>.csv (timestamp,arousal_pred,valence_pred,arousal,valence)
 and <Id>.png under --predictions_dir.
 
+The model hears what it was trained to hear (the modality in model.json:
+both, audio or text); another --modality is refused unless
+--allow_modality_mismatch. The JSON and the log line record the modality used.
+
 --watch evaluates each new checkpoint as train.py writes it and keeps the best
 by mean CCC in <checkpoint>/best/: that checkpoint's files, model.json,
 dataset.json and best.json, so `--checkpoint <checkpoint>/best` works with
@@ -54,6 +58,13 @@ flags.DEFINE_string('predictions_dir', None,
                     'Where the per-recording CSV and PNG go; default predictions/<portion>/.',
                     **DEFINE)
 flags.DEFINE_bool('plots', True, 'Draw a PNG per recording beside its CSV.', **DEFINE)
+flags.DEFINE_enum('modality', None, list(models.MODALITIES),
+                  'What the model hears: both, audio (zero embeddings) or text (zero audio '
+                  'frames); default: the modality the checkpoint was trained with (model.json).',
+                  **DEFINE)
+flags.DEFINE_bool('allow_modality_mismatch', False,
+                  'Run with a --modality other than the checkpoint\'s instead of refusing.',
+                  **DEFINE)
 flags.DEFINE_bool('watch', False,
                   'Evaluate every new checkpoint as training writes it and keep the best '
                   '(mean CCC) in <checkpoint>/best/.', **DEFINE)
@@ -93,7 +104,7 @@ def predict_portion(prefix, config, dataset_dir, portion, device):
         batch = data_provider.get_split(dataset_dir, portion, 1, None, is_training=False)
         predictions = models.build_model(batch['audio'], batch['embeddings'],
                                          config['hidden_units'], is_training=False,
-                                         mask=batch['mask'])
+                                         mask=batch['mask'], modality=config['modality'])
         fetches = dict(batch, predictions=predictions)
         del fetches['audio'], fetches['embeddings']
         initialise = [tf.global_variables_initializer(), tf.local_variables_initializer()]
@@ -168,17 +179,17 @@ def plot_recording(recording, path):
 
 def report(metrics, portion, prefix, step, checkpoint_dir, json_path):
     """Table on stdout, a line in log_eval.txt, and the JSON when asked."""
-    lines = ['portion %s, checkpoint %s (step %d), %d frames' % (portion, prefix, step,
-                                                                  metrics['frames']),
+    lines = ['portion %s, checkpoint %s (step %d), modality %s, %d frames' % (
+                 portion, prefix, step, metrics['modality'], metrics['frames']),
              '%-10s %8s' % ('dimension', 'CCC')]
     lines += ['%-10s %8.4f' % (name, metrics['ccc'][name]) for name in helper.DIMENSIONS]
     lines.append('%-10s %8.4f' % ('mean', metrics['mean_ccc']))
     print('\n'.join(lines))
     scores = '  '.join('ccc_%s %.4f' % (name, metrics['ccc'][name]) for name in helper.DIMENSIONS)
     helper.append_line(os.path.join(checkpoint_dir, LOG_FILE),
-                       '%s  portion %s  step %d  frames %d  %s  mean_ccc %.4f' % (
+                       '%s  portion %s  step %d  frames %d  %s  mean_ccc %.4f  modality %s' % (
                            datetime.datetime.now().isoformat(' ', 'seconds'), portion, step,
-                           metrics['frames'], scores, metrics['mean_ccc']))
+                           metrics['frames'], scores, metrics['mean_ccc'], metrics['modality']))
     if json_path:
         helper.write_json(json_path, dict(metrics, portion=portion, checkpoint=prefix, step=step))
 
@@ -194,7 +205,7 @@ def evaluate(prefix, step, checkpoint_dir, config, restore_from=None):
         helper.development_msg('%s: %d frames, CCC %s', recording['id'],
                                len(recording['labels']),
                                losses.ccc(recording['predictions'], recording['labels']))
-    metrics = portion_metrics(recordings)
+    metrics = dict(portion_metrics(recordings), modality=config['modality'])
     report(metrics, FLAGS.portion, prefix, step, checkpoint_dir, FLAGS.json)
     return metrics
 
@@ -299,6 +310,9 @@ def main(argv):
     try:
         check_compatible(FLAGS.checkpoint, FLAGS.dataset_dir)
         config = models.read_model_config(FLAGS.checkpoint)
+        config['modality'] = models.choose_modality(
+            os.path.join(FLAGS.checkpoint, models.MODEL_CONFIG_FILE), config['modality'],
+            FLAGS.modality, FLAGS.allow_modality_mismatch)
         if FLAGS.watch:
             watch(FLAGS.checkpoint, config)
         else:

@@ -15,7 +15,11 @@ else. The signature `serving_default`
     outputs  arousal     float32 [batch, frames]
              valence     float32 [batch, frames]
 
-The model is built for inference (no dropout). The export is assembled in a
+The model is built for inference (no dropout) in the modality it was trained
+with (model.json): a model trained on audio alone zeroes the embeddings
+inside the exported graph, one trained on text alone the audio, so the
+signature stays the same and serves exactly what the checkpoint computes; the
+copy of model.json in assets.extra/ says which. The export is assembled in a
 hidden temporary directory inside --export_dir, reloaded and checked against
 the checkpoint on a few frames of random input, then renamed into place.
 """
@@ -66,11 +70,14 @@ CHECK_FRAMES = 3
 CHECK_TOLERANCE = 1e-5
 
 
-def serving_graph(frame_samples, embedding_dim, hidden_units):
-    """The inference model on placeholders for any batch and number of frames.
+def serving_graph(frame_samples, embedding_dim, hidden_units, modality=models.DEFAULT_MODALITY):
+    """The inference model on placeholders for any batch and number of frames,
+    hearing what it was trained to hear: the modality's zeroing is part of the
+    graph, so a server needs to know nothing about it.
     Returns ({'audio', 'embeddings'}, {'arousal', 'valence'}) tensors."""
     audio, embeddings = models.inference_inputs(frame_samples, embedding_dim)
-    predictions = models.build_model(audio, embeddings, hidden_units, is_training=False)
+    predictions = models.build_model(audio, embeddings, hidden_units, is_training=False,
+                                     modality=modality)
     outputs = {name: tf.identity(predictions[..., index], name=name)
                for index, name in enumerate(helper.DIMENSIONS)}
     return {'audio': audio, 'embeddings': embeddings}, outputs
@@ -109,7 +116,7 @@ def build_saved_model(prefix, config, model_dir):
     graph = tf.Graph()
     with graph.as_default():
         inputs, outputs = serving_graph(config['frame_samples'], config['embedding_dim'],
-                                        config['hidden_units'])
+                                        config['hidden_units'], config['modality'])
         with tf.Session(graph=graph, config=helper.session_config(-1)) as session:
             models.restore(session, prefix)
             for name, tensor in list(inputs.items()) + list(outputs.items()):
@@ -190,8 +197,9 @@ def export(checkpoint_dir, steps, export_dir, bundle_embeddings=True, overwrite=
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logging.info('exported %s to %s (signature %r: audio [batch, frames, %d], embeddings '
-                 '[batch, frames, %d] -> arousal, valence [batch, frames]); word vectors %s',
-                 prefix, target, SIGNATURE_KEY, config['frame_samples'], config['embedding_dim'],
+                 '[batch, frames, %d] -> arousal, valence [batch, frames]); modality %s; '
+                 'word vectors %s', prefix, target, SIGNATURE_KEY, config['frame_samples'],
+                 config['embedding_dim'], config['modality'],
                  'bundled' if embeddings else 'not bundled')
     return target
 

@@ -6,6 +6,9 @@ extractor and word embeddings, fused by attention, then an LSTM over time.
     embeddings [B,T,E] ──────────────────────────────────┘
     fuse(fuse(h1, h2), h3) ─ LSTM ─ FC(2) ─ tanh ─ [B,T,2] (arousal, valence)
 
+The modality (both, audio, text) zeroes one input before the first layers,
+for the ablation of either branch; the structure stays the same.
+
 Also the helpers every script that reloads a model shares (eval.py,
 predict.py, export_model.py): the model.json written beside the checkpoints,
 the choice of `model.ckpt-N`, and the dataset.json compatibility check.
@@ -38,6 +41,10 @@ N_HIDDEN_FC = 3
 DEFAULT_HIDDEN_UNITS = 256
 LSTM_CELL_CLIP = 100.0
 N_OUTPUTS = len(helper.DIMENSIONS)
+# What the model hears (the ablation of the paper's claim): both inputs, the
+# audio alone (zero embeddings) or the text alone (zero audio frames).
+MODALITIES = ('both', 'audio', 'text')
+DEFAULT_MODALITY = 'both'
 
 # Files written beside the checkpoints by train.py.
 MODEL_CONFIG_FILE = 'model.json'
@@ -108,18 +115,39 @@ def recurrent_output(features, hidden_units, mask=None):
         sequence_length = tf.reduce_max(tf.cast(tf.cast(mask, tf.bool), tf.int32) * positions,
                                          axis=1)
     with tf.variable_scope('recurrent'):
+        # The same Glorot-uniform as the cell's default (Keras) initialiser, which
+        # ignores the graph seed: named here, --seed fixes these weights too.
         cell = tf.nn.rnn_cell.LSTMCell(hidden_units, use_peepholes=True,
-                                       cell_clip=LSTM_CELL_CLIP, name='lstm')
+                                       cell_clip=LSTM_CELL_CLIP, name='lstm',
+                                       initializer=tf.glorot_uniform_initializer())
         outputs, _ = tf.nn.dynamic_rnn(cell, features, sequence_length=sequence_length,
                                        dtype=tf.float32)
     return tf.tanh(slim.fully_connected(outputs, N_OUTPUTS, activation_fn=None, scope='output'))
 
 
+def select_modality(audio, embeddings, modality):
+    """The two inputs as the model hears them: 'audio' replaces the embeddings
+    by zeros, 'text' the audio frames; 'both' passes them on. Zeros are what the
+    data hold where a side is absent (a pause has a zero embedding, silence zero
+    samples), and the model keeps its structure and sizes, so runs of the three
+    modalities differ only in what reaches the first layers."""
+    if modality not in MODALITIES:
+        raise ValueError('modality must be one of %s, got %r' % (', '.join(MODALITIES), modality))
+    with tf.name_scope('modality'):
+        if modality == 'audio':
+            embeddings = tf.zeros_like(embeddings)
+        elif modality == 'text':
+            audio = tf.zeros_like(audio)
+        return tf.identity(audio, name='audio'), tf.identity(embeddings, name='embeddings')
+
+
 def build_model(audio, embeddings, hidden_units=DEFAULT_HIDDEN_UNITS, is_training=True,
-                mask=None):
+                mask=None, modality=DEFAULT_MODALITY):
     """audio [B,T,S] float32, embeddings [B,T,E] float32 (mask [B,T] optional)
-    -> predictions [B,T,2] in (-1, 1), (arousal, valence) per frame."""
+    -> predictions [B,T,2] in (-1, 1), (arousal, valence) per frame. `modality`
+    (MODALITIES) says which of the two inputs the model hears."""
     with tf.variable_scope('model'):
+        audio, embeddings = select_modality(audio, embeddings, modality)
         acoustic = acoustic_features(audio, is_training)
         fused = semantic_acoustic_fusion(acoustic, embeddings)
         return recurrent_output(fused, hidden_units, mask)
@@ -151,22 +179,45 @@ def inference_inputs(frame_samples, embedding_dim):
 # --------------------------------------------------------------------------
 # Checkpoints and what it takes to rebuild the model from them
 # --------------------------------------------------------------------------
-def write_model_config(train_dir, hidden_units, dataset):
-    """model.json: everything beyond dataset.json needed to rebuild the graph."""
+def write_model_config(train_dir, hidden_units, dataset, modality=DEFAULT_MODALITY):
+    """model.json: everything beyond dataset.json needed to rebuild the graph,
+    and the modality the model was trained to hear."""
     helper.write_json(os.path.join(train_dir, MODEL_CONFIG_FILE), {
         'hidden_units': int(hidden_units),
         'frame_samples': int(dataset['frame_samples']),
         'embedding_dim': int(dataset['embedding_dim']),
+        'modality': modality,
     })
 
 
 def read_model_config(checkpoint_dir):
+    """model.json as a dict; one written before modalities existed gets 'both'."""
     path = os.path.join(checkpoint_dir, MODEL_CONFIG_FILE)
     config = helper.read_json(path)
     for key in ('hidden_units', 'frame_samples', 'embedding_dim'):
         if not isinstance(config.get(key), int):
             raise helper.InputError(path, None, 'missing integer field %r' % key)
+    config.setdefault('modality', DEFAULT_MODALITY)
+    if config['modality'] not in MODALITIES:
+        raise helper.InputError(path, None, 'modality %r is none of %s'
+                                % (config['modality'], ', '.join(MODALITIES)))
     return config
+
+
+def choose_modality(config_path, trained, requested, allow_mismatch):
+    """The modality to run a model trained with `trained` in: `requested`, or
+    the trained one when None. Another than the trained one is refused unless
+    allow_mismatch: a model asked to hear what it never heard gives numbers
+    that look like results but measure something else."""
+    if requested is None or requested == trained:
+        return trained
+    if not allow_mismatch:
+        raise helper.InputError(config_path, None, 'the model was trained with modality %r, '
+                                'not %r; pass --allow_modality_mismatch to run it anyway'
+                                % (trained, requested))
+    logging.warning('modality %r on a model trained with %r (--allow_modality_mismatch)',
+                    requested, trained)
+    return requested
 
 
 def available_steps(checkpoint_dir):

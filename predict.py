@@ -21,6 +21,12 @@ The text, if any, comes in one of three ways:
   neither       acoustic only: every frame gets a zero embedding, as silence
                 does in training (the log and the --json summary say so).
 
+The model hears what it was trained to hear (its modality in model.json:
+both, audio or text; the --json summary names it): a model trained on audio
+alone ignores the words, one trained on text alone the sound. --modality asks
+for another one, which a checkpoint runs only with --allow_modality_mismatch
+and a SavedModel never (its graph does the zeroing).
+
 The output CSV has the header `timestamp,arousal,valence`, one row per
 label step (250 ms) from 0 ms, covering the whole recording (the last partial
 frame is zero-padded). The whole recording runs through the model as one
@@ -77,6 +83,14 @@ flags.DEFINE_string('json', None, 'Optional JSON summary of the run (text used, 
 # --language is synchronisation_map_generator.py's flag (same meaning, same
 # check of the code), listed here as one of this script's own.
 flags.declare_key_flag('language')
+flags.DEFINE_enum('modality', None, list(models.MODALITIES),
+                  'What the model hears: both, audio (zero embeddings) or text (zero audio '
+                  'frames); default: the modality the model was trained with (model.json). A '
+                  'SavedModel applies its own inside its graph and can run in no other.',
+                  allow_override=True)
+flags.DEFINE_bool('allow_modality_mismatch', False,
+                  'With --checkpoint: run with a --modality other than the model\'s instead of '
+                  'refusing.', allow_override=True)
 flags.DEFINE_integer('device', 0, 'GPU id to run on; -1 for the CPU.', allow_override=True)
 flags.DEFINE_bool('overwrite', False, 'Replace an existing --output (otherwise the run is '
                   'skipped).', allow_override=True)
@@ -150,29 +164,43 @@ class Predictor:
         self._embedder = None
 
     @classmethod
-    def from_checkpoint(cls, checkpoint_dir, steps=None, device=0):
-        """model.ckpt-<steps> (latest when None) of a train.py directory."""
+    def from_checkpoint(cls, checkpoint_dir, steps=None, device=0, modality=None,
+                        allow_modality_mismatch=False):
+        """model.ckpt-<steps> (latest when None) of a train.py directory, in
+        `modality` (None: the one it was trained with; another one only with
+        allow_modality_mismatch)."""
         dataset = read_dataset_info(os.path.join(checkpoint_dir, models.DATASET_FILE))
         config = models.read_model_config(checkpoint_dir)
+        modality = models.choose_modality(os.path.join(checkpoint_dir, models.MODEL_CONFIG_FILE),
+                                          config['modality'], modality, allow_modality_mismatch)
         prefix, step = models.checkpoint_path(checkpoint_dir, steps)
         graph = tf.Graph()
         with graph.as_default(), tf.device(helper.configure_device(device)):
             audio, embeddings = models.inference_inputs(dataset['frame_samples'],
                                                         dataset['embedding_dim'])
             predictions = models.build_model(audio, embeddings, config['hidden_units'],
-                                             is_training=False)
+                                             is_training=False, modality=modality)
         session = tf.Session(graph=graph, config=helper.session_config(device))
         with graph.as_default(), closed_on_error(session):
             models.restore(session, prefix)
         return cls(session, audio, embeddings, predictions, dataset, dataset.get('embeddings'),
-                   {'checkpoint': os.path.abspath(checkpoint_dir), 'step': step})
+                   {'checkpoint': os.path.abspath(checkpoint_dir), 'step': step,
+                    'modality': modality})
 
     @classmethod
-    def from_saved_model(cls, export_dir, device=0):
-        """An export_model.py SavedModel, through its serving signature."""
+    def from_saved_model(cls, export_dir, device=0, modality=None):
+        """An export_model.py SavedModel, through its serving signature. Its
+        graph applies the modality it was trained with (assets.extra/model.json);
+        asking for another one is an error, since no input can undo the zeroing."""
         model_dir = saved_model_version_dir(export_dir)
         extra_dir = os.path.join(model_dir, EXTRA_DIR)
         dataset = read_dataset_info(os.path.join(extra_dir, models.DATASET_FILE))
+        exported = models.read_model_config(extra_dir)['modality']
+        if modality not in (None, exported):
+            raise helper.InputError(os.path.join(extra_dir, models.MODEL_CONFIG_FILE), None,
+                                    'this export hears modality %r, fixed in its graph; run '
+                                    '--modality %s from the training checkpoint instead'
+                                    % (exported, modality))
         helper.configure_device(device)
         graph = tf.Graph()
         session = tf.Session(graph=graph, config=helper.session_config(device))
@@ -199,7 +227,7 @@ class Predictor:
         return cls(session, tensor(signature.inputs['audio']),
                    tensor(signature.inputs['embeddings']), predictions, dataset, embeddings_path,
                    {'saved_model': os.path.abspath(model_dir),
-                    'step': int(version) if version.isdigit() else None})
+                    'step': int(version) if version.isdigit() else None, 'modality': exported})
 
     @property
     def sample_rate(self):
@@ -403,8 +431,9 @@ def check_flags():
 
 def load_predictor():
     if FLAGS.checkpoint:
-        return Predictor.from_checkpoint(FLAGS.checkpoint, FLAGS.steps, FLAGS.device)
-    return Predictor.from_saved_model(FLAGS.saved_model, FLAGS.device)
+        return Predictor.from_checkpoint(FLAGS.checkpoint, FLAGS.steps, FLAGS.device,
+                                         FLAGS.modality, FLAGS.allow_modality_mismatch)
+    return Predictor.from_saved_model(FLAGS.saved_model, FLAGS.device, FLAGS.modality)
 
 
 def read_text():
@@ -419,12 +448,23 @@ def read_text():
     return 'none', None, None
 
 
+def warn_unheard_input(modality, words):
+    """Say so when the modality discards what the user gave, or leaves the
+    model nothing at all to hear."""
+    if modality == 'audio' and words is not None:
+        logging.warning('modality audio: the model does not hear the words')
+    elif modality == 'text' and words is None:
+        logging.warning('modality text without --transcript or --words: the model hears '
+                        'nothing but zeros')
+
+
 def run():
     """Text, model, audio at the model's rate, prediction. Returns
     (timestamps, predictions, words, summary)."""
     text, words, fallbacks = read_text()
     with load_predictor() as predictor:
         logging.info('model: %s', predictor.description)
+        warn_unheard_input(predictor.description['modality'], words)
         samples = helper.read_audio(FLAGS.audio, predictor.sample_rate)
         if words:
             check_words_inside(words, len(samples) / predictor.sample_rate,

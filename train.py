@@ -7,10 +7,12 @@ Writes into --train_dir: model.ckpt-N.{index,meta,data-*} and `checkpoint`
 (losses, CCC per dimension, learning rate every --save_summaries_secs), a copy
 of the dataset's dataset.json, model.json (the sizes eval.py, predict.py and
 export_model.py need to rebuild the graph: hidden_units, frame_samples,
-embedding_dim) and log_train.txt (every flag of each run, then progress lines).
+embedding_dim, and the --modality it hears) and log_train.txt (every flag of
+each run, then progress lines).
 Rerunning resumes from the latest checkpoint. Ctrl-C saves a checkpoint and exits.
 """
 
+import contextlib
 import datetime
 import logging
 import os
@@ -52,6 +54,10 @@ flags.DEFINE_integer('sequence_length', 100,
 flags.DEFINE_integer('hidden_units', models.DEFAULT_HIDDEN_UNITS,
                      'LSTM units (recorded in model.json; a resumed run must keep them).',
                      lower_bound=1, **DEFINE)
+flags.DEFINE_enum('modality', models.DEFAULT_MODALITY, list(models.MODALITIES),
+                  'What the model hears: both inputs, audio alone (zero embeddings) or text '
+                  'alone (zero audio frames), through the same model (recorded in model.json; '
+                  'a resumed run must keep it).', **DEFINE)
 flags.DEFINE_float('learning_rate', 5e-4, 'Adam learning rate (beta1 0.9, beta2 0.99).',
                    lower_bound=0.0, **DEFINE)
 flags.DEFINE_list('loss_weights', None,
@@ -68,6 +74,10 @@ flags.DEFINE_integer('log_every_n_steps', 10, 'Steps between progress lines in l
 flags.DEFINE_integer('device', 0, 'GPU id to train on; -1 for the CPU.', **DEFINE)
 flags.DEFINE_integer('seed', 0, 'Seed of weight initialisation, dropout and window shuffling.',
                      **DEFINE)
+flags.DEFINE_bool('xla', False,
+                  'Compile the training step with XLA (JIT). Same math; on this project\'s '
+                  '2-core CPU it made steps slower (BENCHMARKS.md), so it is off by default.',
+                  **DEFINE)
 flags.DEFINE_bool('verbose', False, 'Development messages (shapes, variables, progress lines).',
                   **DEFINE)
 
@@ -89,17 +99,21 @@ LOG_FILE = 'log_train.txt'
 # --------------------------------------------------------------------------
 # The training directory: what a run leaves for the next one and for eval.
 # --------------------------------------------------------------------------
-def prepare_train_dir(dataset_dir, train_dir, hidden_units):
+def prepare_train_dir(dataset_dir, train_dir, hidden_units, modality=models.DEFAULT_MODALITY):
     """Copy dataset.json and write model.json into train_dir; refuse to resume
-    from checkpoints made for other data or another model size."""
+    from checkpoints made for other data, another model size or another modality."""
     dataset = data_provider.load_dataset_info(dataset_dir)
     config_path = os.path.join(train_dir, models.MODEL_CONFIG_FILE)
     if os.path.exists(config_path):
-        previous = models.read_model_config(train_dir)['hidden_units']
-        if previous != hidden_units:
+        previous = models.read_model_config(train_dir)
+        if previous['hidden_units'] != hidden_units:
             raise helper.InputError(config_path, None, 'checkpoints here have hidden_units=%d, '
                                     'not --hidden_units=%d; use another --train_dir'
-                                    % (previous, hidden_units))
+                                    % (previous['hidden_units'], hidden_units))
+        if previous['modality'] != modality:
+            raise helper.InputError(config_path, None, 'checkpoints here were trained with '
+                                    'modality %r, not --modality=%s; use another --train_dir'
+                                    % (previous['modality'], modality))
     source = os.path.join(dataset_dir, models.DATASET_FILE)
     copy = os.path.join(train_dir, models.DATASET_FILE)
     if os.path.exists(copy):
@@ -108,7 +122,7 @@ def prepare_train_dir(dataset_dir, train_dir, hidden_units):
     else:
         with helper.atomic_output(copy) as tmp_path:
             shutil.copyfile(source, tmp_path)
-    models.write_model_config(train_dir, hidden_units, dataset)
+    models.write_model_config(train_dir, hidden_units, dataset, modality)
 
 
 def log_flags(train_dir):
@@ -124,12 +138,19 @@ def log_flags(train_dir):
 # --------------------------------------------------------------------------
 # The graph
 # --------------------------------------------------------------------------
+def xla_scope(xla):
+    """Ops built inside are compiled by XLA when `xla`. The session's global
+    JIT level (helper.session_config) only reaches GPU ops; this marks the
+    CPU's too. Ops XLA cannot compile (the input queues) still run as usual."""
+    return tf.xla.experimental.jit_scope() if xla else contextlib.nullcontext()
+
+
 def build_training_graph(dataset_dir, loss_weights):
     batch = data_provider.get_split(dataset_dir, 'train', FLAGS.batch_size, FLAGS.sequence_length,
                                     is_training=True, seed=FLAGS.seed)
     mask = batch['mask']
     predictions = models.build_model(batch['audio'], batch['embeddings'], FLAGS.hidden_units,
-                                     is_training=True, mask=mask)
+                                     is_training=True, mask=mask, modality=FLAGS.modality)
     total_loss, dimension_loss = losses.ccc_loss(predictions, batch['labels'], mask, loss_weights)
     ccc = 1.0 - dimension_loss
     global_step = tf.train.get_or_create_global_step()
@@ -211,7 +232,8 @@ def main(argv):
     device = helper.configure_device(FLAGS.device)
     os.makedirs(FLAGS.train_dir, exist_ok=True)
     try:
-        prepare_train_dir(FLAGS.dataset_dir, FLAGS.train_dir, FLAGS.hidden_units)
+        prepare_train_dir(FLAGS.dataset_dir, FLAGS.train_dir, FLAGS.hidden_units,
+                          FLAGS.modality)
     except helper.InputError as error:
         logging.error('%s', error)
         return 1
@@ -220,10 +242,10 @@ def main(argv):
     np.random.seed(FLAGS.seed)
     tf.set_random_seed(FLAGS.seed)
     loss_weights = [float(w) for w in FLAGS.loss_weights] if FLAGS.loss_weights else None
-    with tf.device(device):
+    with tf.device(device), xla_scope(FLAGS.xla):
         ops = build_training_graph(FLAGS.dataset_dir, loss_weights)
     models.model_summary()
-    train(ops, FLAGS.train_dir, helper.session_config(FLAGS.device))
+    train(ops, FLAGS.train_dir, helper.session_config(FLAGS.device, xla=FLAGS.xla))
     return 0
 
 

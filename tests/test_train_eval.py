@@ -103,7 +103,7 @@ def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
     assert helper.read_json(os.path.join(train_dir, 'dataset.json')) == \
         helper.read_json(os.path.join(tiny_dataset, 'dataset.json'))
     assert models.read_model_config(train_dir) == {'hidden_units': 32, 'frame_samples': 250,
-                                                   'embedding_dim': 8}
+                                                   'embedding_dim': 8, 'modality': 'both'}
     lines = log.splitlines()
     assert lines[0].startswith('==== train.py run 20')
     for expected in ('max_steps = %d' % FIRST_STEPS, 'sequence_length = 16', 'batch_size = 2',

@@ -1,0 +1,342 @@
+"""--modality (both, audio, text) and ablation.py on the tiny dataset
+(tests/conftest.py): the model's first layers get zeros in place of the input
+it must not hear, in the inference graph and in the graph train.py trained;
+model.json records the modality; eval.py and predict.py refuse another one
+unless allowed; an export keeps it; ablation.py's results aggregate its runs.
+
+One ablation (2 seeds x 3 modalities, 2 steps each) is run once and its
+training directories serve the other tests as checkpoints of each modality."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ablation
+import helper
+import models
+
+tf = models.tf
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+S, E = 250, 8                      # the tiny dataset's frame samples and embedding size
+SEEDS = (0, 1)
+ABLATION_FLAGS = ['--seeds', ','.join(map(str, SEEDS)), '--max_steps', 2, '--sequence_length', 16,
+                  '--batch_size', 2, '--hidden_units', 16, '--device', -1]
+RECORDING = 'tiny_test_a'
+
+
+def script(name, *args):
+    return subprocess.run([sys.executable, os.path.join(REPO, name)] + [str(a) for a in args],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def layer_input(graph, scope, op_type):
+    """The tensor a layer's one `op_type` op (its matrix product or convolution)
+    takes: what the layer actually receives."""
+    ops = [op for op in graph.get_operations()
+           if op.name.startswith(scope + '/') and op.type == op_type]
+    assert len(ops) == 1, [op.name for op in ops]
+    return ops[0].inputs[0]
+
+
+def first_layer_inputs(graph):
+    """(waveform into the first convolution, embeddings into their projection)."""
+    return (layer_input(graph, 'model/acoustic/conv1', 'Conv2D'),
+            layer_input(graph, 'model/fusion_input/project_y', 'MatMul'))
+
+
+# --------------------------------------------------------------------------
+# The model: what reaches the first layers
+# --------------------------------------------------------------------------
+def inference_graph(modality, seed=0):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(seed)
+        audio, embeddings = models.inference_inputs(S, E)
+        predictions = models.build_model(audio, embeddings, 16, is_training=False,
+                                         modality=modality)
+    return graph, audio, embeddings, predictions
+
+
+def random_inputs(seed, frames=12):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(-1, 1, (2, frames, S)).astype(np.float32),
+            rng.normal(size=(2, frames, E)).astype(np.float32))
+
+
+@pytest.mark.parametrize('modality', models.MODALITIES)
+def test_the_first_layers_receive_zeros_for_the_input_not_heard(modality):
+    graph, audio, embeddings, predictions = inference_graph(modality)
+    heard_audio, heard_embeddings = first_layer_inputs(graph)
+    feeds = [random_inputs(seed) for seed in (1, 2)]
+    with tf.Session(graph=graph) as session:
+        session.run(tf.global_variables_initializer())
+        runs = [session.run([heard_audio, heard_embeddings, predictions],
+                            {audio: a, embeddings: e}) for a, e in feeds]
+        # The other feed's audio with the first feed's embeddings, and vice versa.
+        mixed = {'audio': session.run(predictions, {audio: feeds[1][0], embeddings: feeds[0][1]}),
+                 'embeddings': session.run(predictions, {audio: feeds[0][0],
+                                                         embeddings: feeds[1][1]})}
+    for (fed_audio, fed_embeddings), (got_audio, got_embeddings, _) in zip(feeds, runs):
+        got_audio, got_embeddings = got_audio.reshape(2, -1, S), got_embeddings.reshape(2, -1, E)
+        expected_audio = np.zeros_like(fed_audio) if modality == 'text' else fed_audio
+        expected_embeddings = (np.zeros_like(fed_embeddings) if modality == 'audio'
+                               else fed_embeddings)
+        np.testing.assert_array_equal(got_audio, expected_audio)
+        np.testing.assert_array_equal(got_embeddings, expected_embeddings)
+    # Changing an input the model does not hear changes nothing; one it hears does.
+    first = runs[0][2]
+    for changed, heard in (('audio', modality != 'text'), ('embeddings', modality != 'audio')):
+        difference = np.max(np.abs(mixed[changed] - first))
+        assert (difference > 1e-4) if heard else (difference == 0), (changed, difference)
+
+
+def test_same_seed_same_start_whatever_the_modality():
+    """The three runs of one seed differ only in what the model hears."""
+    values = []
+    for modality in models.MODALITIES:
+        graph = inference_graph(modality, seed=3)[0]
+        with tf.Session(graph=graph) as session:
+            session.run(tf.global_variables_initializer())
+            with graph.as_default():
+                values.append(session.run({v.op.name: v for v in models.model_variables()}))
+    for other in values[1:]:
+        assert sorted(other) == sorted(values[0])
+        for name in values[0]:
+            np.testing.assert_array_equal(other[name], values[0][name], err_msg=name)
+
+
+def test_an_unknown_modality_is_refused():
+    graph = tf.Graph()
+    with graph.as_default(), pytest.raises(ValueError, match='video'):
+        models.select_modality(*models.inference_inputs(S, E), 'video')
+
+
+def test_model_json_without_modality_means_both(tmp_path):
+    helper.write_json(str(tmp_path / 'model.json'),
+                      {'hidden_units': 16, 'frame_samples': S, 'embedding_dim': E})
+    assert models.read_model_config(str(tmp_path))['modality'] == 'both'
+    helper.write_json(str(tmp_path / 'model.json'), {'hidden_units': 16, 'frame_samples': S,
+                                                     'embedding_dim': E, 'modality': 'video'})
+    with pytest.raises(helper.InputError, match='video'):
+        models.read_model_config(str(tmp_path))
+
+
+def test_ablation_knows_the_models_modalities():
+    # ablation.py repeats the tuple to keep TensorFlow out of its process.
+    assert ablation.MODALITIES == models.MODALITIES
+
+
+# --------------------------------------------------------------------------
+# One small ablation; its runs are the checkpoints of the tests below
+# --------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def ablation_run(tiny_dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp('ablation')
+    output_dir, report = str(root / 'ablation'), str(root / 'RESULTS.md')
+    result = script('ablation.py', '--dataset_dir', tiny_dataset, '--output_dir', output_dir,
+                    '--report', report, *ABLATION_FLAGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {'output_dir': output_dir, 'report': report, 'stdout': result.stdout,
+            'results': helper.read_json(os.path.join(output_dir, 'results.json'))}
+
+
+def run_dir(ablation_run, modality, seed=0):
+    return os.path.join(ablation_run['output_dir'], 'runs', '%s_seed%d' % (modality, seed))
+
+
+def test_ablation_results_aggregate_the_runs(ablation_run):
+    results = ablation_run['results']
+    assert len(results['runs']) == len(SEEDS) * 3 and results['failed'] == []
+    scores = {}
+    for modality in models.MODALITIES:
+        for seed in SEEDS:
+            directory = run_dir(ablation_run, modality, seed)
+            assert models.read_model_config(directory)['modality'] == modality
+            metrics = helper.read_json(os.path.join(directory, 'eval_test.json'))
+            assert (metrics['modality'], metrics['step']) == (modality, 2)
+            scores[modality, seed] = dict(metrics['ccc'], mean_ccc=metrics['mean_ccc'])
+    report = open(ablation_run['report'], encoding='utf-8').read()
+    for modality in models.MODALITIES:
+        summary = results['summary'][modality]
+        assert summary['seeds'] == list(SEEDS)
+        cells = []
+        for name in helper.DIMENSIONS + ('mean_ccc',):
+            values = [scores[modality, seed][name] for seed in SEEDS]
+            assert summary[name]['mean'] == pytest.approx(np.mean(values), abs=1e-9)
+            assert summary[name]['std'] == pytest.approx(np.std(values, ddof=1), abs=1e-9)
+            cells.append('%.3f ± %.3f' % (np.mean(values), np.std(values, ddof=1)))
+        assert summary['train_minutes']['mean'] > 0
+        # The report's table shows the same numbers.
+        assert '| %s | %s |' % (modality, ' | '.join(cells)) in report
+    for first, second in ablation.COMPARISONS:
+        for name in helper.DIMENSIONS:
+            paired = [scores[first, seed][name] - scores[second, seed][name] for seed in SEEDS]
+            difference = results['differences']['%s-%s' % (first, second)][name]
+            assert difference['mean'] == pytest.approx(np.mean(paired), abs=1e-9)
+            assert difference['std'] == pytest.approx(np.std(paired, ddof=1), abs=1e-9)
+    assert 'Machine:' in report and '2 steps' in report and 'Interpretation' in report
+
+
+def test_ablation_rerun_skips_finished_runs_keeps_notes_and_refuses_another_schedule(
+        ablation_run, tiny_dataset, tmp_path):
+    output_dir, report = str(tmp_path / 'ablation'), str(tmp_path / 'RESULTS.md')
+    shutil.copytree(ablation_run['output_dir'], output_dir)
+    notes = '## Notes\n\nWritten by hand.\n'
+    with open(report, 'w', encoding='utf-8') as handle:
+        handle.write('old report\n\n' + notes)
+    trained = {path: os.path.getmtime(path) for path in
+               (os.path.join(output_dir, 'runs', name, 'train.out')
+                for name in os.listdir(os.path.join(output_dir, 'runs')))}
+
+    rerun = script('ablation.py', '--dataset_dir', tiny_dataset, '--output_dir', output_dir,
+                   '--report', report, *ABLATION_FLAGS)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stderr.count('done before, skipped') == len(SEEDS) * 3
+    assert {path: os.path.getmtime(path) for path in trained} == trained
+    assert helper.read_json(os.path.join(output_dir, 'results.json'))['runs'] == \
+        ablation_run['results']['runs']
+    text = open(report, encoding='utf-8').read()
+    assert text.startswith('# Ablation') and text.endswith(notes)
+
+    other = script('ablation.py', '--dataset_dir', tiny_dataset, '--output_dir', output_dir,
+                   '--report', report, *(ABLATION_FLAGS + ['--learning_rate', 0.1]))
+    assert other.returncode != 0
+    assert 'another schedule' in other.stderr
+    assert open(report, encoding='utf-8').read() == text
+
+
+# --------------------------------------------------------------------------
+# train.py
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('modality, silenced', [('text', 'audio'), ('audio', 'embeddings')])
+def test_the_graph_train_py_trained_receives_zeros(ablation_run, modality, silenced):
+    """The training graph saved with the checkpoint, run on its own input
+    pipeline: the batch holds sound and words, the first layers get zeros
+    for the input the modality leaves out."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.train.import_meta_graph(os.path.join(run_dir(ablation_run, modality),
+                                                'model.ckpt-2.meta'))
+        heard = dict(zip(('audio', 'embeddings'), first_layer_inputs(graph)))
+        # What the input pipeline delivered: the [B,T,*] tensors of its one dequeue.
+        dequeues = [op for op in graph.get_operations() if op.type.startswith('QueueDequeue')]
+        assert len(dequeues) == 1, [op.name for op in dequeues]
+        batch = {int(t.shape[-1]): t for t in dequeues[0].outputs if t.shape.rank == 3}
+        delivered = {'audio': batch[S], 'embeddings': batch[E]}
+        with tf.Session(graph=graph) as session:
+            coordinator = tf.train.Coordinator()
+            threads = tf.train.start_queue_runners(session, coordinator)
+            try:
+                heard, delivered = session.run([heard, delivered])
+            finally:
+                coordinator.request_stop()
+                coordinator.join(threads)
+    kept = 'embeddings' if silenced == 'audio' else 'audio'
+    assert np.abs(delivered[silenced]).max() > 0.01
+    assert not heard[silenced].any()
+    np.testing.assert_array_equal(heard[kept].ravel(), delivered[kept].ravel())
+
+
+def test_train_refuses_to_resume_with_another_modality(ablation_run, tiny_dataset, tmp_path):
+    import train
+    train_dir = str(tmp_path / 'text')
+    shutil.copytree(run_dir(ablation_run, 'text'), train_dir)
+    with pytest.raises(helper.InputError,
+                       match="trained with modality 'text', not --modality=both"):
+        train.prepare_train_dir(tiny_dataset, train_dir, 16, 'both')
+    assert models.read_model_config(train_dir)['modality'] == 'text'
+    train.prepare_train_dir(tiny_dataset, train_dir, 16, 'text')
+
+
+# --------------------------------------------------------------------------
+# eval.py
+# --------------------------------------------------------------------------
+def test_eval_refuses_another_modality_unless_allowed(ablation_run, tiny_dataset, tmp_path):
+    checkpoint = run_dir(ablation_run, 'audio')
+    outputs = {}
+    for name, extra in (('refused', []), ('allowed', ['--allow_modality_mismatch'])):
+        outputs[name] = str(tmp_path / name)
+        outputs[name + '_result'] = script(
+            'eval.py', '--dataset_dir', tiny_dataset, '--checkpoint', checkpoint, '--portion',
+            'test', '--device', -1, '--modality', 'both', '--json', outputs[name] + '.json',
+            '--predictions_dir', outputs[name], '--noplots', *extra)
+    refused = outputs['refused_result']
+    assert refused.returncode != 0
+    assert "trained with modality 'audio', not 'both'" in refused.stderr
+    assert '--allow_modality_mismatch' in refused.stderr
+    assert not os.path.exists(outputs['refused'] + '.json')
+
+    assert outputs['allowed_result'].returncode == 0, outputs['allowed_result'].stderr[-3000:]
+    allowed = helper.read_json(outputs['allowed'] + '.json')
+    own = helper.read_json(os.path.join(checkpoint, 'eval_test.json'))
+    assert (allowed['modality'], own['modality']) == ('both', 'audio')
+    # Hearing the words too changes the predictions of the same weights.
+    with_words = np.loadtxt(os.path.join(outputs['allowed'], RECORDING + '.csv'), delimiter=',',
+                            skiprows=1)
+    without = np.loadtxt(os.path.join(checkpoint, 'predictions', 'test', RECORDING + '.csv'),
+                         delimiter=',', skiprows=1)
+    assert np.max(np.abs(with_words[:, 1:3] - without[:, 1:3])) > 1e-4
+
+
+# --------------------------------------------------------------------------
+# predict.py and export_model.py
+# --------------------------------------------------------------------------
+def other_sound(samples):
+    return np.random.default_rng(7).normal(0, 0.3, len(samples)).astype(np.float32)
+
+
+def test_predict_hears_what_the_model_was_trained_to_hear(ablation_run, tiny_recordings):
+    import predict
+    samples, words = tiny_recordings[RECORDING]['samples'], tiny_recordings[RECORDING]['words']
+    with predict.Predictor.from_checkpoint(run_dir(ablation_run, 'text'), device=-1) as text:
+        assert text.description['modality'] == 'text'
+        reference = text.timeline(samples, words)[1]
+        np.testing.assert_array_equal(text.timeline(other_sound(samples), words)[1], reference)
+        assert np.max(np.abs(text.timeline(samples)[1] - reference)) > 1e-4
+    with predict.Predictor.from_checkpoint(run_dir(ablation_run, 'audio'), device=-1) as audio:
+        assert audio.description['modality'] == 'audio'
+        reference = audio.timeline(samples, words)[1]
+        np.testing.assert_array_equal(audio.timeline(samples)[1], reference)
+        assert np.max(np.abs(audio.timeline(other_sound(samples), words)[1] - reference)) > 1e-4
+
+    with pytest.raises(helper.InputError, match='--allow_modality_mismatch'):
+        predict.Predictor.from_checkpoint(run_dir(ablation_run, 'text'), device=-1,
+                                          modality='both')
+    with predict.Predictor.from_checkpoint(run_dir(ablation_run, 'text'), device=-1,
+                                           modality='both', allow_modality_mismatch=True) as both:
+        assert both.description['modality'] == 'both'
+        assert np.max(np.abs(both.timeline(other_sound(samples), words)[1]
+                             - both.timeline(samples, words)[1])) > 1e-4
+
+
+def test_predict_command_refuses_another_modality(ablation_run, tiny_recordings, tmp_path):
+    import soundfile
+    wav, output = str(tmp_path / 'call.wav'), str(tmp_path / 'call.csv')
+    soundfile.write(wav, tiny_recordings[RECORDING]['samples'], 1000, subtype='FLOAT')
+    result = script('predict.py', '--checkpoint', run_dir(ablation_run, 'audio'), '--audio', wav,
+                    '--output', output, '--modality', 'text', '--device', -1)
+    assert result.returncode != 0
+    assert "trained with modality 'audio', not 'text'" in result.stderr
+    assert not os.path.exists(output)
+
+
+def test_export_keeps_the_modality_in_its_graph(ablation_run, tiny_recordings, tmp_path):
+    import export_model
+    import predict
+    samples, words = tiny_recordings[RECORDING]['samples'], tiny_recordings[RECORDING]['words']
+    checkpoint = run_dir(ablation_run, 'text')
+    version_dir = export_model.export(checkpoint, None, str(tmp_path / 'exported'))
+    assert models.read_model_config(os.path.join(version_dir, 'assets.extra'))['modality'] == 'text'
+    with predict.Predictor.from_checkpoint(checkpoint, device=-1) as from_checkpoint:
+        expected = from_checkpoint.timeline(samples, words)[1]
+    with predict.Predictor.from_saved_model(version_dir, device=-1) as served:
+        assert served.description['modality'] == 'text'
+        np.testing.assert_allclose(served.timeline(samples, words)[1], expected, atol=1e-5)
+        np.testing.assert_allclose(served.timeline(other_sound(samples), words)[1], expected,
+                                   atol=1e-5)
+    with pytest.raises(helper.InputError, match='fixed in its graph'):
+        predict.Predictor.from_saved_model(version_dir, device=-1, modality='both')
