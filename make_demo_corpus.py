@@ -73,21 +73,24 @@ import helper
 # Flags
 # --------------------------------------------------------------------------
 FLAGS = flags.FLAGS
+# allow_override: tests import this module beside the other scripts, which
+# share flag names (--output_dir, --seed, ...); absl otherwise refuses.
+DEFINE = dict(allow_override=True)
 flags.DEFINE_string('output_dir', 'demo/MuSe-CaR',
-                    'Corpus folder to write, in the MuSe-CaR input layout of DESIGN.md.')
+                    'Corpus folder to write, in the MuSe-CaR input layout of DESIGN.md.', **DEFINE)
 flags.DEFINE_string('truth_dir', 'demo/truth',
                     'Folder for what only the generator knows: true word timings, '
-                    'sentence levels, withheld test labels.')
-flags.DEFINE_integer('videos', 16, 'Number of recordings.', lower_bound=1)
+                    'sentence levels, withheld test labels.', **DEFINE)
+flags.DEFINE_integer('videos', 16, 'Number of recordings.', lower_bound=1, **DEFINE)
 flags.DEFINE_float('seconds_per_video', 60.0, 'Length of every recording in seconds.',
-                   lower_bound=5.0)
+                   lower_bound=5.0, **DEFINE)
 flags.DEFINE_integer('seed', 0, 'Seed of every random choice; same seed, same bytes.',
-                     lower_bound=0)
+                     lower_bound=0, **DEFINE)
 flags.DEFINE_integer('workers', helper.default_workers(),
-                     'Recordings synthesised in parallel (default: all cores).', lower_bound=1)
+                     'Recordings synthesised in parallel (default: all cores).', lower_bound=1, **DEFINE)
 flags.DEFINE_boolean('overwrite', False,
-                     'Regenerate even if a complete corpus with the same settings exists.')
-flags.DEFINE_boolean('verbose', False, 'Show development messages.')
+                     'Regenerate even if a complete corpus with the same settings exists.', **DEFINE)
+flags.DEFINE_boolean('verbose', False, 'Show development messages.', **DEFINE)
 
 # --------------------------------------------------------------------------
 # Vocabulary. Opinion words carry valence; everything else is neutral.
