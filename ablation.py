@@ -356,7 +356,7 @@ def interpretation(results, has_notes):
     failed = [c['claim'] for c in checks if c['holds'] is False]
     lines.append('')
     if failed:
-        lines.append('The expected pattern is not fully there: %s. %s'
+        lines.append('The expected pattern is not fully there; this does not hold: %s. %s'
                      % ('; '.join(failed), 'See the notes below.' if has_notes else
                         'Find out why (corpus, schedule, wiring) before trusting the result.'))
     elif any(c['holds'] is None for c in checks):
