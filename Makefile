@@ -73,8 +73,10 @@ test: setup
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: 0 passed, 0 failed"; exit 0; fi; \
 	exit $$status
 
+# Every stage timed on a generated corpus; writes bench/results/latest.json (see
+# BENCHMARKS.md). Options pass through, e.g. make bench BENCH_FLAGS="--stages train --xla".
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(BENCH_FLAGS)
 
 clean-demo:
 	rm -rf $(DEMO)

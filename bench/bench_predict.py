@@ -13,10 +13,8 @@ seconds per audio second, the median of the repeats; target <= 0.05) that
 `make bench` collects.
 """
 
-import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
 import predict  # noqa: E402
+from bench import machine  # noqa: E402
 
 tf = helper.import_tensorflow()
 
@@ -67,18 +66,6 @@ def random_checkpoint(directory, sample_rate, embedding_dim, hidden_units, seed)
                 session, os.path.join(directory, models.CHECKPOINT_PREFIX), global_step=0)
 
 
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as handle:
-            cpu = next(line.split(':', 1)[1].strip() for line in handle
-                       if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    return {'cpu': cpu, 'cores': os.cpu_count(), 'tensorflow': tf.__version__,
-            'python': platform.python_version()}
-
-
 def run(duration=60.0, repeats=5, device=-1, seed=0):
     """Median model seconds per audio second for one `duration` s recording."""
     rng = np.random.default_rng(seed)
@@ -102,11 +89,8 @@ def run(duration=60.0, repeats=5, device=-1, seed=0):
 
 def main(argv):
     del argv
-    helper.setup_logging(FLAGS.verbose)
+    info = machine.start(FLAGS.verbose)
     helper.configure_device(FLAGS.device)
-    info = machine()
-    logging.info('machine: %s, %d cores, TensorFlow %s, Python %s', info['cpu'], info['cores'],
-                 info['tensorflow'], info['python'])
     result = run(FLAGS.duration, FLAGS.repeats, FLAGS.device, FLAGS.seed)
     logging.info('%.0f s of audio (%d frames, S=%d, E=%d, %d LSTM units): model %.3f s median '
                  'of %d (min %.3f); real-time factor %.4f (target <= %.2f%s)',
@@ -115,7 +99,9 @@ def main(argv):
                  FLAGS.repeats, min(result['model_seconds']), result['rtf'], TARGET_RTF,
                  '' if result['rtf'] <= TARGET_RTF else ', MISSED')
     key = 'predict_rtf_%ds' % round(FLAGS.duration)
-    print(json.dumps({key: round(result['rtf'], 5), 'machine': info}))
+    machine.hand_over({key: round(result['rtf'], 5)},
+                      {'audio_seconds': result['audio_seconds'],
+                       'model_seconds': [round(s, 4) for s in result['model_seconds']]}, info)
     return 0
 
 

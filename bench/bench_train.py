@@ -1,0 +1,146 @@
+"""Training speed of train.py itself, checkpoints and summaries as by default.
+
+    .venv/bin/python bench/bench_train.py [--work_dir DIR] [--max_steps 200] [--xla]
+
+Runs train.py on the generated corpus's TFRecords in a fresh temporary
+--train_dir (default shapes: batch 5 x 100 frames, 16 kHz) and watches its
+log_train.txt, noting when each progress line (every --log_every_n_steps
+steps) appears. Steady state runs from the first line at or after step
+--warmup_steps to the last: start-up, graph building and the first steps
+(queue filling, graph optimisation) are left out, while the checkpoints
+(every 120 s) and summaries (every 60 s) that fall inside are paid as a user
+pays them; --max_steps 200 lasts long enough for both on a 2-core CPU. The
+figure is B*T window frames (padding included, as the model computes them)
+per steady-state second, comparable with bench_model_step.py; the real
+frames/s train.py logs itself are in the details. Prints the machine and
+the figure, and as the last line of stdout a JSON dict
+{"train_frames_per_s": ..., "details": ..., "machine": ...}.
+"""
+
+import collections
+import logging
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import helper  # noqa: E402  (needs the repository on sys.path)
+from bench import corpus, machine  # noqa: E402
+
+FLAGS = flags.FLAGS
+DEFINE = dict(allow_override=True)
+flags.DEFINE_integer('batch_size', 5, 'train.py --batch_size.', lower_bound=1, **DEFINE)
+flags.DEFINE_integer('sequence_length', 100, 'train.py --sequence_length.', lower_bound=1,
+                     **DEFINE)
+flags.DEFINE_integer('max_steps', 200, 'train.py --max_steps: steps of the run.', lower_bound=2,
+                     **DEFINE)
+flags.DEFINE_integer('warmup_steps', 10, 'Steps left out of the steady state.', lower_bound=1,
+                     **DEFINE)
+flags.DEFINE_integer('log_every_n_steps', 10, 'train.py --log_every_n_steps (its default).',
+                     lower_bound=1, **DEFINE)
+flags.DEFINE_bool('xla', False, 'train.py --xla.', **DEFINE)
+flags.DEFINE_bool('verbose', False, 'Development messages (every progress line).', **DEFINE)
+
+PROGRESS_LINE = re.compile(r'^step (\d+) .*frames/s ([\d.]+)$')
+POLL_SECONDS = 0.02
+# One progress line of train.py: when it appeared (perf_counter), the CPU time
+# the process had used by then (all its threads), its step and logged frames/s.
+Progress = collections.namedtuple('Progress', 'time cpu_seconds step real_frames_per_s')
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds a running process has used (Linux /proc)."""
+    with open('/proc/%d/stat' % pid, encoding='ascii') as handle:
+        fields = handle.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def watch_progress(process, log_path):
+    """The Progress of each line train.py appends to log_path, until it ends."""
+    seen, position, pending = [], 0, ''
+    while process.poll() is None:
+        time.sleep(POLL_SECONDS)
+        if not os.path.exists(log_path):
+            continue
+        with open(log_path, encoding='utf-8') as handle:
+            handle.seek(position)
+            pending += handle.read()
+            position = handle.tell()
+        *lines, pending = pending.split('\n')
+        matches = [m for m in map(PROGRESS_LINE.match, lines) if m]
+        if matches:
+            now = time.perf_counter()
+            try:
+                used = cpu_seconds(process.pid)
+            except OSError:  # it has just ended; the line is then past the steady state
+                break
+            seen += [Progress(now, used, int(m.group(1)), float(m.group(2))) for m in matches]
+    return seen
+
+
+def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_steps=10,
+        log_every_n_steps=10, seed=0, xla=False):
+    """{'frames_per_s', 'seconds' (steady state), 'real_frames_per_s', ...} of one
+    train.py run."""
+    with tempfile.TemporaryDirectory(prefix='bench_train_') as train_dir:
+        command = [sys.executable, os.path.join(corpus.REPO, 'train.py'),
+                   '--dataset_dir', dataset_dir, '--train_dir', train_dir, '--device', '-1',
+                   '--max_steps', str(max_steps), '--batch_size', str(batch_size),
+                   '--sequence_length', str(sequence_length), '--seed', str(seed),
+                   '--log_every_n_steps', str(log_every_n_steps)] + (['--xla'] if xla else [])
+        started = time.perf_counter()
+        with open(os.path.join(train_dir, 'stderr.txt'), 'w+', encoding='utf-8') as stderr:
+            process = subprocess.Popen(command, cwd=corpus.REPO, stdout=subprocess.DEVNULL,
+                                       stderr=stderr)
+            lines = watch_progress(process, os.path.join(train_dir, 'log_train.txt'))
+            process.wait()
+            stderr.seek(0)
+            if process.returncode:
+                raise RuntimeError('train.py failed (exit %d):\n%s'
+                                   % (process.returncode, stderr.read()[-3000:]))
+        wall = time.perf_counter() - started
+        checkpoints = [n for n in os.listdir(train_dir) if n.endswith('.index')]
+    steady = [line for line in lines if line.step >= warmup_steps]
+    if len(steady) < 2:
+        raise RuntimeError('train.py logged %d progress line(s) from step %d on: need 2; raise '
+                           '--max_steps or lower --log_every_n_steps' % (len(steady), warmup_steps))
+    first, last = steady[0], steady[-1]
+    steps, seconds = last.step - first.step, last.time - first.time
+    helper.development_msg('progress lines (s after start, CPU s, step, real frames/s): %s',
+                           ', '.join('(%.2f, %.2f, %d, %.1f)' % (line.time - started, *line[1:])
+                                     for line in lines))
+    return {'frames_per_s': batch_size * sequence_length * steps / seconds,
+            'first_step': first.step, 'last_step': last.step, 'seconds': seconds,
+            'cpu_seconds_per_step': (last.cpu_seconds - first.cpu_seconds) / steps,
+            'wall_seconds': wall, 'checkpoints_written': len(checkpoints),
+            'real_frames_per_s': statistics.mean(line.real_frames_per_s for line in steady[1:])}
+
+
+def main(argv):
+    del argv
+    info = machine.start(FLAGS.verbose)
+    with corpus.work_directory('tfrecords') as (work_dir, _):
+        result = run(corpus.dataset_dir(work_dir), FLAGS.batch_size, FLAGS.sequence_length,
+                     FLAGS.max_steps, FLAGS.warmup_steps, FLAGS.log_every_n_steps, FLAGS.seed,
+                     FLAGS.xla)
+    logging.info('train.py, B=%d T=%d%s: %.1f frames/s over steps %d-%d (%.1f s steady state, '
+                 '%.1f s in all, %d checkpoint(s) written); %.1f real frames/s as it logs them',
+                 FLAGS.batch_size, FLAGS.sequence_length, ', XLA' if FLAGS.xla else '',
+                 result['frames_per_s'], result['first_step'], result['last_step'],
+                 result['seconds'], result['wall_seconds'], result['checkpoints_written'],
+                 result['real_frames_per_s'])
+    details = {key: round(value, 3) if isinstance(value, float) else value
+               for key, value in result.items() if key != 'frames_per_s'}
+    machine.hand_over({'train_frames_per_s': round(result['frames_per_s'], 2)},
+                      dict(details, xla=FLAGS.xla), info)
+    return 0
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -1,0 +1,76 @@
+"""Smoke test of the benchmarks (bench/): `make bench` on a tiny case.
+
+The figures themselves are never checked against a speed (a test must not
+depend on how busy the machine is): only that every stage runs, as its own
+script, and that the results JSON holds every metric as a positive number, the
+machine it ran on, and the targets computed from the metrics."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# The bench scripts run as their own processes only: importing them here would
+# redefine flags (--seed, --work_dir, ...) the pipeline's modules share in this process.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'train', 'eval', 'predict')
+# 6 recordings of 5 s (3 train, 2 devel after the split, 1 withheld test), 1 kHz
+# audio (250 samples per frame), windows of 2 x 10 frames: every stage in seconds.
+TINY = ['--videos=6', '--seconds_per_video=5', '--sample_rate=1000', '--batch_size=2',
+        '--sequence_length=10', '--repeats=1', '--model_steps=2', '--train_steps=6',
+        '--train_warmup_steps=2', '--train_log_every_n_steps=2', '--input_batches=5',
+        '--predict_duration=5']
+METRICS = ('alignment_rtf_1worker', 'alignment_rtf_all_workers', 'tfrecord_frames_per_s',
+           'input_pipeline_frames_per_s', 'model_step_frames_per_s', 'train_frames_per_s',
+           'eval_frames_per_s', 'predict_rtf_5s')
+
+
+@pytest.fixture(scope='module')
+def tiny_results(tmp_path_factory):
+    work = tmp_path_factory.mktemp('bench')
+    output = work / 'results' / 'latest.json'
+    process = subprocess.run(
+        [sys.executable, os.path.join(REPO, 'bench', 'run_all.py'), '--work_dir=%s' % work,
+         '--output=%s' % output] + TINY, cwd=REPO, capture_output=True, text=True, check=False)
+    assert process.returncode == 0, process.stderr[-3000:]
+    return json.loads(output.read_text()), process.stdout
+
+
+def test_every_metric_is_a_positive_number(tiny_results):
+    results, _ = tiny_results
+    assert sorted(results['metrics']) == sorted(METRICS)
+    for name, value in results['metrics'].items():
+        assert isinstance(value, (int, float)) and value > 0, (name, value)
+
+
+def test_machine_block_and_load_per_stage(tiny_results):
+    results, _ = tiny_results
+    machine = results['machine']
+    assert machine['cores'] >= 1 and machine['cpu'] and machine['tensorflow']
+    assert isinstance(machine['onednn']['enabled'], bool) and isinstance(machine['gpu'], bool)
+    assert len(machine['load_average']) == 3
+    assert sorted(results['stages']) == sorted(STAGES)
+    for stage in results['stages'].values():
+        assert len(stage['load_average']) == 3 and stage['seconds'] > 0
+        assert stage['other_cores'] >= 0
+    cpu = results['cpu_seconds_per_step']
+    assert cpu['model_step'] > 0 and cpu['train'] > 0
+    assert results['settings']['sample_rate'] == 1000 and results['date']
+
+
+def test_targets_follow_from_the_metrics(tiny_results):
+    results, stdout = tiny_results
+    metrics, targets = results['metrics'], results['targets']
+    ratio = metrics['input_pipeline_frames_per_s'] / metrics['train_frames_per_s']
+    assert targets['input_pipeline_over_train']['value'] == pytest.approx(ratio, rel=1e-3)
+    assert targets['input_pipeline_over_train']['met'] == (ratio >= 5)
+    ratio = metrics['train_frames_per_s'] / metrics['model_step_frames_per_s']
+    assert targets['train_over_model_step']['value'] == pytest.approx(ratio, rel=1e-3)
+    assert targets['train_over_model_step']['met'] == (ratio >= 0.9)
+    # The predict target is for 60 s of audio; the tiny case times 5 s.
+    assert 'predict_rtf_60s' not in targets
+    for name in METRICS:
+        assert name in stdout
+
