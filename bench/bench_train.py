@@ -119,7 +119,11 @@ def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_st
             'first_step': first.step, 'last_step': last.step, 'seconds': seconds,
             'cpu_seconds_per_step': (last.cpu_seconds - first.cpu_seconds) / steps,
             'wall_seconds': wall, 'checkpoints_written': len(checkpoints),
-            'real_frames_per_s': statistics.mean(line.real_frames_per_s for line in steady[1:])}
+            'real_frames_per_s': statistics.mean(line.real_frames_per_s for line in steady[1:]),
+            # Slow intervals hold a checkpoint, a summary, or another process's burst.
+            'interval_frames_per_s': [
+                round(batch_size * sequence_length * (b.step - a.step) / (b.time - a.time), 1)
+                for a, b in zip(steady, steady[1:])]}
 
 
 def main(argv):

@@ -3,7 +3,9 @@
 The figures themselves are never checked against a speed (a test must not
 depend on how busy the machine is): only that every stage runs, as its own
 script, and that the results JSON holds every metric as a positive number, the
-machine it ran on, and the targets computed from the metrics."""
+machine it ran on, and the targets computed from the metrics. Also the XLA
+option of train.py the benchmarks compare: it marks the graph for compilation
+and still trains."""
 
 import json
 import os
@@ -12,8 +14,12 @@ import sys
 
 import pytest
 
+import helper
+import train
+
 # The bench scripts run as their own processes only: importing them here would
 # redefine flags (--seed, --work_dir, ...) the pipeline's modules share in this process.
+# train.py is imported for its xla_scope, as the other tests import it.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'train', 'eval', 'predict')
 # 6 recordings of 5 s (3 train, 2 devel after the split, 1 withheld test), 1 kHz
@@ -74,3 +80,27 @@ def test_targets_follow_from_the_metrics(tiny_results):
     for name in METRICS:
         assert name in stdout
 
+
+
+def test_xla_scope_marks_the_ops_built_inside_for_compilation():
+    tf = helper.import_tensorflow()
+    with tf.Graph().as_default():
+        with train.xla_scope(True):
+            compiled = tf.square(tf.constant(2.0))
+        with train.xla_scope(False):
+            plain = tf.square(tf.constant(2.0))
+        assert compiled.op.get_attr('_XlaCompile') is True
+        assert '_XlaCompile' not in plain.op.node_def.attr
+
+
+def test_train_with_xla_trains_and_checkpoints(tiny_dataset, tmp_path):
+    """The benchmarks compare train.py with and without --xla: both must run."""
+    train_dir = tmp_path / 'xla'
+    process = subprocess.run(
+        [sys.executable, os.path.join(REPO, 'train.py'), '--dataset_dir', tiny_dataset,
+         '--train_dir', str(train_dir), '--device', '-1', '--max_steps', '2', '--batch_size', '2',
+         '--sequence_length', '10', '--xla'], cwd=REPO, capture_output=True, text=True,
+        check=False)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert (train_dir / 'model.ckpt-2.index').exists()
+    assert 'xla = True' in (train_dir / 'log_train.txt').read_text()
