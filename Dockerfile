@@ -1,5 +1,8 @@
-# GPU image for training and evaluation on a CUDA box:
+# The emotion service (serve.py) by default; the same image trains and evaluates on a CUDA box.
 #   docker build -t semantic-ser .
+#   docker run -p 8000:8000 -v /data/work/exported:/model:ro semantic-ser
+#   docker run -p 8000:8000 -v /data/work:/work:ro semantic-ser \
+#       python serve.py --checkpoint /work/checkpoints
 #   docker run --gpus all -v /data/MuSe-CaR:/app/MuSe-CaR:ro -v /data/work:/work \
 #       semantic-ser python train.py --dataset_dir /work/tfrecords --train_dir /work/checkpoints
 FROM tensorflow/tensorflow:2.21.0-gpu
@@ -21,4 +24,10 @@ RUN grep -v '^tensorflow' requirements.txt > /tmp/requirements-gpu.txt \
 
 COPY . .
 ENV TF_USE_LEGACY_KERAS=1
-CMD ["python", "train.py", "--help"]
+EXPOSE 8000
+# An export_model.py directory is mounted at /model: it carries its word vectors.
+# (A checkpoint directory names them relative to itself, e.g. ../embeddings/,
+# so mount the whole work directory for --checkpoint.)
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"
+CMD ["python", "serve.py", "--saved_model", "/model", "--host", "0.0.0.0", "--port", "8000"]

@@ -19,8 +19,11 @@ DEMO_SAMPLE_RATE ?= 8000
 DEMO_STEPS ?= 600
 DEMO_LEARNING_RATE ?= 1e-3
 DEMO_SEQUENCE_LENGTH ?= 100
+CLUSTER_DEMO_STEPS ?= 100
+DEMO_CLUSTER_CKPT := $(DEMO)/cluster_checkpoints
 
-.PHONY: setup system-packages demo demo-data test bench clean-demo ablation
+.PHONY: setup system-packages demo demo-data test test-fast bench clean-demo ablation \
+	cluster-demo
 
 setup: system-packages $(STAMP)
 
@@ -36,7 +39,7 @@ system-packages:
 
 # The venv is rebuilt only when requirements.txt changes. aeneas must be built
 # without build isolation, against the numpy it will run with, after numpy and
-# setuptools are in place (see DESIGN.md); the diagnostics prove cdtw, cmfcc and cew load.
+# setuptools are in place (see the README, Installing); the diagnostics prove cdtw, cmfcc and cew load.
 $(STAMP): requirements.txt
 	@[ -x $(PY) ] || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools==80.9.0 wheel
@@ -68,10 +71,16 @@ demo-data: setup
 
 # pytest exits 5 when it collects no tests: not a failure of the code, but no
 # green run either, so it is said plainly instead of passing silently.
-test: setup
-	@$(PY) -m pytest -q tests; status=$$?; \
+PYTEST = status=0; $(PY) -m pytest -q $(1) tests || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: 0 passed, 0 failed"; exit 0; fi; \
 	exit $$status
+
+test: setup
+	@$(call PYTEST,)
+
+# The edit loop: everything but the tests marked slow (training, subprocess runs, benchmarks).
+test-fast: setup
+	@$(call PYTEST,-m "not slow")
 
 # Every stage timed on a generated corpus; writes bench/results/latest.json (see
 # BENCHMARKS.md). Options pass through, e.g. make bench BENCH_FLAGS="--stages train --xla".
@@ -89,3 +98,14 @@ ablation: demo-data
 	$(PY) ablation.py --dataset_dir $(DEMO_DATA) --output_dir ablation --report RESULTS.md \
 	    --device -1 --seeds 0,1,2 --max_steps $(DEMO_STEPS) --learning_rate $(DEMO_LEARNING_RATE) \
 	    --sequence_length $(DEMO_SEQUENCE_LENGTH)
+
+# train.py on TensorFlow's distributed runtime: 1 ps + 2 workers as processes
+# on 127.0.0.1, then eval.py on the chief's checkpoint.
+cluster-demo: demo-data
+	$(PY) -m ser.local_cluster --num_ps 1 --num_workers 2 --log_dir $(DEMO)/cluster_logs -- \
+	    --dataset_dir $(DEMO_DATA) --train_dir $(DEMO_CLUSTER_CKPT) --device -1 --seed $(SEED) \
+	    --max_steps $(CLUSTER_DEMO_STEPS) --learning_rate $(DEMO_LEARNING_RATE) \
+	    --sequence_length $(DEMO_SEQUENCE_LENGTH)
+	$(PY) eval.py --dataset_dir $(DEMO_DATA) --checkpoint $(DEMO_CLUSTER_CKPT) --portion test \
+	    --device -1 --json $(DEMO)/cluster_eval_test.json \
+	    --predictions_dir $(DEMO)/cluster_predictions/test

@@ -1,79 +1,53 @@
-"""The queue-based TF1 input pipeline over the TFRecords of data_generator.py.
+"""The queue-based TF1 input pipeline over the TFRecords of data_generator.py
+(one file per segment <Id>_<seg>).
 
 string_input_producer -> TFRecordReader -> parse_single_example -> decode_raw
--> one recording's frames -> windows of `sequence_length` frames ->
+-> one segment's frames -> windows of `sequence_length` frames ->
 shuffle_batch (training) / batch (evaluation), all driven by queue runners.
 
-Each TFRecord file holds one whole recording, so the window length is chosen
-here, at reading time, and never requires regenerating the records. Windows
-are cut inside one recording (none mixes two); the frames that pad a window to
-its full length are zeros with mask 0, so losses and metrics skip them.
+Each TFRecord file holds one whole segment, so the window length is chosen
+here, at reading time, and never requires regenerating the records. Padding
+frames are zeros with mask 0, so losses and metrics skip them.
+
+Training windows (`windows`, WINDOW_SCHEMES):
+  packed: the shuffled train segments follow one another as one
+    stream of frames, one padding frame before each segment, and every T
+    consecutive frames of the stream are a window. A window may hold the end
+    of one segment and the start of the next, but no segment reaches another:
+    'reset' [B,T] marks each segment's first frame, where the model's LSTM
+    starts from a zero state, and the padding frame between them is wider than
+    the reach of the convolutions across a frame edge (under 250 samples), so
+    each segment's predictions are those of the segment alone between two
+    padding frames. Every frame is drawn once per pass over the segments.
+  per_segment (default): each segment pass is cut on its own into windows
+    after a random leading offset of 0..T-1 padding frames, and its last
+    window is padded to T. MuSe-CaR's topic segments are often shorter than a
+    25 s window, so most of such a window is padding.
 
 Usage (graph mode):
     batch = data_provider.get_split('tfrecords', 'train', 5, 100, is_training=True)
     ... tf.train.start_queue_runners(sess) ...
 """
 
-import os
-
 import helper
+from ser.dataset import DatasetInfo
 
 tf = helper.import_tensorflow()
 
-DATASET_INFO = 'dataset.json'
-REQUIRED_KEYS = ('sample_rate', 'frame_samples', 'label_step_ms', 'embedding_dim',
-                 'embeddings', 'label_names', 'partition', 'recordings')
 # Windows kept in the shuffle queue after each dequeue: with T=100, S=4000 a
-# window is 1.6 MB, so 64 of them (~100 MB) mix several recordings.
+# window is 1.6 MB, so 64 of them (~100 MB) mix several segments.
 MIN_AFTER_DEQUEUE = 64
+WINDOW_SCHEMES = ('packed', 'per_segment')
+# Packed windows learn from 2.3 times the real frames per step on the demo
+# corpus, but their test CCC was lower there (RESULTS.md): not the default yet.
+DEFAULT_WINDOWS = 'per_segment'
+# Frames the packing queue holds, in windows: one being cut while the next
+# segment is read in.
+PACKING_QUEUE_WINDOWS = 2
 
 
-def load_dataset_info(dataset_dir):
-    """dataset.json of `dataset_dir` as a dict. InputError when it is missing
-    or malformed, or when a portion it lists has no directory."""
-    path = os.path.join(dataset_dir, DATASET_INFO)
-    if not os.path.isfile(path):
-        raise helper.InputError(path, None, 'not found: run data_generator.py first, or point '
-                                '--dataset_dir at the tfrecords directory it wrote')
-    info = helper.read_json(path)
-    if not isinstance(info, dict):
-        raise helper.InputError(path, None, 'expected a JSON object')
-    missing = [key for key in REQUIRED_KEYS if key not in info]
-    if missing:
-        raise helper.InputError(path, None, 'missing keys: %s' % ', '.join(missing))
-    for key in ('sample_rate', 'frame_samples', 'embedding_dim'):
-        if not isinstance(info[key], int) or info[key] <= 0:
-            raise helper.InputError(path, None, '%s must be a positive integer, not %r'
-                                    % (key, info[key]))
-    partition = info['partition']
-    if not isinstance(partition, dict) or not all(
-            isinstance(ids, list) for ids in partition.values()):
-        raise helper.InputError(path, None, 'partition must map portions to lists of ids')
-    for portion, ids in partition.items():
-        if ids and not os.path.isdir(os.path.join(dataset_dir, portion)):
-            raise helper.InputError(os.path.join(dataset_dir, portion), None,
-                                    'directory of portion %s not found' % portion)
-    return info
-
-
-def portion_files(dataset_dir, info, portion):
-    """Sorted TFRecord paths of the recordings dataset.json lists for `portion`."""
-    if portion not in helper.PORTIONS:
-        raise ValueError('portion must be one of %s, not %r' % (', '.join(helper.PORTIONS),
-                                                                portion))
-    directory = os.path.join(dataset_dir, portion)
-    ids = sorted(info['partition'].get(portion, []))
-    if not ids:
-        raise helper.InputError(directory, None, 'no %s recordings in this dataset' % portion)
-    paths = [os.path.join(directory, recording_id + '.tfrecords') for recording_id in ids]
-    for path in paths:
-        if not os.path.isfile(path):
-            raise helper.InputError(path, None, 'listed in %s but missing' % DATASET_INFO)
-    return paths
-
-
-def read_recording(filename_queue, frame_samples, embedding_dim):
-    """Tensors of the next recording: audio [N, S], embeddings [N, E], labels
+def read_segment(filename_queue, frame_samples, embedding_dim):
+    """Tensors of the next segment: audio [N, S], embeddings [N, E], labels
     [N, 2] float32, timestamps [N] int64, mask [N] ones, id (scalar string)."""
     _, serialized = tf.TFRecordReader().read(filename_queue)
     features = tf.parse_single_example(serialized, {
@@ -101,15 +75,15 @@ def read_recording(filename_queue, frame_samples, embedding_dim):
     }
 
 
-def to_windows(recording, sequence_length, offset):
-    """Cut one recording into [W, T, ...] windows. `offset` padding frames go
+def to_windows(segment, sequence_length, offset):
+    """Cut one segment into [W, T, ...] windows. `offset` padding frames go
     before the first real frame (so window boundaries move between passes),
     and the last window is padded to T; padding is zeros with mask 0."""
-    n_frames = tf.shape(recording['mask'])[0]
+    n_frames = tf.shape(segment['mask'])[0]
     n_windows = (offset + n_frames + sequence_length - 1) // sequence_length
     after = n_windows * sequence_length - offset - n_frames
     windows = {}
-    for name, values in recording.items():
+    for name, values in segment.items():
         if name == 'id':
             windows[name] = tf.fill([n_windows], values)
             continue
@@ -119,43 +93,89 @@ def to_windows(recording, sequence_length, offset):
     return windows
 
 
+def separated_frames(segment):
+    """The segment's frames after one padding frame (zeros, mask 0, id ''),
+    with 'reset' 1 on its first real frame and 'id' repeated per frame."""
+    n_frames = tf.shape(segment['mask'])[0]
+    frames = {}
+    for name, values in segment.items():
+        if name == 'id':
+            frames[name] = tf.concat([[''], tf.fill([n_frames], values)], 0)
+            continue
+        frames[name] = tf.pad(values, [[1, 0]] + [[0, 0]] * (values.shape.ndims - 1))
+    frames['reset'] = tf.one_hot(1, n_frames + 1, dtype=tf.float32)
+    return frames
+
+
+def packed_windows(segment, sequence_length):
+    """Windows of `sequence_length` consecutive frames of the stream of
+    segments (separated_frames, one segment after another as the reader hands
+    them out): a dict of [T, ...] tensors, 'id' and 'reset' per frame. A queue
+    of frames, fed a whole segment at a time by its own queue runner, is cut
+    T frames at a time."""
+    frames = separated_frames(segment)
+    names = sorted(frames)
+    queue = tf.FIFOQueue(PACKING_QUEUE_WINDOWS * sequence_length,
+                         [frames[n].dtype for n in names],
+                         shapes=[frames[n].shape[1:] for n in names], name='packing_queue')
+    # One thread: the stream's order depends on the seed only.
+    tf.train.add_queue_runner(tf.train.QueueRunner(
+        queue, [queue.enqueue_many([frames[n] for n in names])]))
+    return dict(zip(names, queue.dequeue_many(sequence_length)))
+
+
 def get_split(dataset_dir, portion, batch_size, sequence_length, is_training, seed=0,
-              num_epochs=None):
+              num_epochs=None, windows=DEFAULT_WINDOWS):
     """Batches of one portion as a dict of tensors:
       'audio' [B,T,S] float32, 'embeddings' [B,T,E] float32,
       'labels' [B,T,2] float32, 'mask' [B,T] float32 (1 real frame, 0 padding),
       'id' [B] string, 'timestamps' [B,T] int64 (ms; 0 on padding).
 
-    sequence_length T > 0: windows of T frames, each from one recording.
-      is_training: files and windows shuffled (seeded), a random start offset
-      per recording pass, static shapes; `num_epochs` None repeats forever.
-      Otherwise: windows in file order; with a finite `num_epochs` the last
-      batch may be smaller (batch dimension None) and OutOfRangeError ends it.
-    sequence_length None or 0: whole recordings, one per batch element, in
-      sorted id order, padded to the longest in the batch (T dimension None),
+    sequence_length T > 0: windows of T frames.
+      is_training: files and windows shuffled (seeded), static shapes,
+      `num_epochs` None repeats forever, windows cut as `windows` says (see
+      the module's docstring): 'packed' adds 'reset' [B,T] float32 (1 on a
+      segment's first frame) and gives 'id' per frame [B,T] ('' on padding);
+      'per_segment' windows each come from one segment, 'id' [B].
+      Otherwise: windows of one segment each, from its first frame, in file
+      order; with a finite `num_epochs` the last batch may be smaller (batch
+      dimension None) and OutOfRangeError ends it.
+    sequence_length None or 0: whole segments, one per batch element, in
+      segment order, padded to the longest in the batch (T dimension None),
       one epoch unless `num_epochs` says otherwise; for evaluation only.
     Finite `num_epochs` needs tf.local_variables_initializer()."""
-    info = load_dataset_info(dataset_dir)
-    paths = portion_files(dataset_dir, info, portion)
+    info = DatasetInfo.load(dataset_dir)
+    paths = info.portion_files(portion)
     whole = not sequence_length
     if whole and is_training:
         raise ValueError('training needs a sequence_length')
+    if windows not in WINDOW_SCHEMES:
+        raise ValueError('windows must be one of %s, got %r' % (', '.join(WINDOW_SCHEMES),
+                                                                 windows))
     if whole and num_epochs is None:
         num_epochs = 1
     filename_queue = tf.train.string_input_producer(
         paths, num_epochs=num_epochs, shuffle=is_training, seed=seed)
-    recording = read_recording(filename_queue, info['frame_samples'], info['embedding_dim'])
-    names = sorted(recording)
+    segment = read_segment(filename_queue, info.frame_samples, info.embedding_dim)
+    names = sorted(segment)
     if whole:
-        # One thread keeps the recordings in file order.
-        batch = tf.train.batch([recording[n] for n in names], batch_size, num_threads=1,
+        # One thread keeps the segments in file order.
+        batch = tf.train.batch([segment[n] for n in names], batch_size, num_threads=1,
                                capacity=2 * batch_size, dynamic_pad=True,
                                allow_smaller_final_batch=True)
         return dict(zip(names, batch))
 
+    if is_training and windows == 'packed':
+        window = packed_windows(segment, sequence_length)
+        names = sorted(window)
+        batch = tf.train.shuffle_batch(
+            [window[n] for n in names], batch_size, capacity=MIN_AFTER_DEQUEUE + 1,
+            min_after_dequeue=MIN_AFTER_DEQUEUE, num_threads=1, seed=seed)
+        return dict(zip(names, batch))
+
     offset = (tf.random_uniform([], 0, sequence_length, tf.int32, seed=seed)
               if is_training else tf.constant(0))
-    windows = to_windows(recording, sequence_length, offset)
+    windows = to_windows(segment, sequence_length, offset)
     tensors = [windows[n] for n in names]
     if is_training:
         # The queue hands out windows one at a time, each as soon as it holds more

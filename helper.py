@@ -19,14 +19,107 @@ import warnings
 import numpy as np
 
 # --------------------------------------------------------------------------
-# Default paths (DESIGN.md): outputs land beside the scripts.
+# Paths. Inputs: MuSe-CaR 2020 as distributed (the processed-tasks package);
+# outputs under --work_dir. The unit of work is the segment <Id>_<seg>.
 # --------------------------------------------------------------------------
 DEFAULT_WORK_DIR = '.'
 DEFAULT_MUSE_DIR = './MuSe-CaR'
+DEFAULT_TASK_DIR = 'c1_muse_wild'
 LABEL_STEP_MS = 250
 DIMENSIONS = ('arousal', 'valence')
 PORTIONS = ('train', 'devel', 'test')
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.mp3', '.mp4', '.m4a', '.webm', '.mkv')
+
+
+def segment_name(video_id, segment):
+    """`<Id>_<seg>`: the name of segment `segment` (an int) of video `video_id`."""
+    return '%s_%d' % (video_id, int(segment))
+
+
+def split_segment_name(name):
+    """(video id, segment int) of `<Id>_<seg>`; ValueError when it is not one."""
+    video_id, separator, segment = name.rpartition('_')
+    if not separator or not video_id or not segment.isdigit():
+        raise ValueError('%r is not a segment name <Id>_<seg>' % name)
+    return video_id, int(segment)
+
+
+def video_of(name):
+    return split_segment_name(name)[0]
+
+
+def segment_sort_key(name):
+    """Segments of a video in order (2 before 10), videos in natural order."""
+    video_id, segment = split_segment_name(name)
+    return (_natural_key(video_id), segment)
+
+
+def _natural_key(text):
+    return [(0, int(part), '') if part.isdigit() else (1, 0, part)
+            for part in re.split(r'(\d+)', text) if part]
+
+
+class MuseLayout:
+    """Where MuSe-CaR 2020 keeps each file:
+
+        <muse_dir>/metadata/partition.csv                        Id,Proposal (video ids)
+        <muse_dir>/<task_dir>/audio_segments/<Id>/<Id>_<seg>.wav
+        <muse_dir>/<task_dir>/transcription_segments/<Id>/<Id>_<seg>.csv
+        <muse_dir>/<task_dir>/label_segments/<dimension>/<Id>.csv
+    """
+
+    def __init__(self, muse_dir=DEFAULT_MUSE_DIR, task_dir=DEFAULT_TASK_DIR):
+        self.muse_dir = muse_dir
+        self.task_path = os.path.join(muse_dir, task_dir)
+
+    @property
+    def partition_path(self):
+        return os.path.join(self.muse_dir, 'metadata', 'partition.csv')
+
+    def audio_dir(self, video_id):
+        return os.path.join(self.task_path, 'audio_segments', video_id)
+
+    def transcript_dir(self, video_id):
+        return os.path.join(self.task_path, 'transcription_segments', video_id)
+
+    def label_dir(self, dimension):
+        return os.path.join(self.task_path, 'label_segments', dimension)
+
+    def transcript_path(self, name):
+        return os.path.join(self.transcript_dir(video_of(name)), name + '.csv')
+
+    def label_path(self, dimension, video_id):
+        return os.path.join(self.label_dir(dimension), video_id + '.csv')
+
+    def audio_path(self, name):
+        """The segment's audio: `<Id>_<seg>.wav`, or another container ffmpeg reads."""
+        directory = self.audio_dir(video_of(name))
+        for extension in AUDIO_EXTENSIONS:
+            candidate = os.path.join(directory, name + extension)
+            if os.path.isfile(candidate):
+                return candidate
+        raise InputError(os.path.join(directory, name + '.wav'), None,
+                         'no audio file for segment %s' % name)
+
+    def audio_segments(self, video_id):
+        """Names `<Id>_<seg>` of the video's segment audio files, in segment
+        order; files of other names are ignored. [] when it has none."""
+        directory = self.audio_dir(video_id)
+        if not os.path.isdir(directory):
+            return []
+        names = set()
+        for filename in list_dir(directory):
+            name, extension = os.path.splitext(filename)
+            if extension.lower() in AUDIO_EXTENSIONS and _is_segment_of(name, video_id):
+                names.add(name)
+        return sorted(names, key=segment_sort_key)
+
+
+def _is_segment_of(name, video_id):
+    try:
+        return video_of(name) == video_id
+    except ValueError:
+        return False
 
 
 def sync_maps_dir(work_dir):
@@ -37,12 +130,24 @@ def labels_dir(work_dir):
     return os.path.join(work_dir, 'labels')
 
 
-def sync_map_path(work_dir, recording_id):
-    return os.path.join(sync_maps_dir(work_dir), recording_id + '.csv')
+def sync_map_path(work_dir, name):
+    """sync_maps/<Id>/<Id>_<seg>.csv of segment `name`."""
+    return os.path.join(sync_maps_dir(work_dir), video_of(name), name + '.csv')
 
 
-def label_path(work_dir, recording_id):
-    return os.path.join(labels_dir(work_dir), recording_id + '.csv')
+def label_path(work_dir, name):
+    """labels/<Id>/<Id>_<seg>.csv of segment `name`."""
+    return os.path.join(labels_dir(work_dir), video_of(name), name + '.csv')
+
+
+def work_segments(directory, video_id):
+    """Segment names of the `<Id>_<seg>.csv` files in directory/<Id>/ (a
+    sync_maps/ or labels/ tree), in segment order; [] when there are none."""
+    video_dir = os.path.join(directory, video_id)
+    if not os.path.isdir(video_dir):
+        return []
+    names = [name for name in list_ids(video_dir, '.csv') if _is_segment_of(name, video_id)]
+    return sorted(names, key=segment_sort_key)
 
 
 def partition_path(work_dir):
@@ -59,29 +164,6 @@ def tfrecords_dir(work_dir):
 
 def embeddings_dir(work_dir):
     return os.path.join(work_dir, 'embeddings')
-
-
-def muse_partition_path(muse_dir):
-    return os.path.join(muse_dir, 'metadata', 'partition.csv')
-
-
-def transcript_path(muse_dir, recording_id):
-    return os.path.join(muse_dir, 'transcriptions', recording_id + '.csv')
-
-
-def label_segment_path(muse_dir, dimension, recording_id):
-    return os.path.join(muse_dir, 'label_segments', dimension, recording_id + '.csv')
-
-
-def audio_path(muse_dir, recording_id):
-    """The recording's audio file: `<Id>.wav`, or another container ffmpeg reads."""
-    audio_dir = os.path.join(muse_dir, 'audio')
-    for extension in AUDIO_EXTENSIONS:
-        candidate = os.path.join(audio_dir, recording_id + extension)
-        if os.path.isfile(candidate):
-            return candidate
-    raise InputError(os.path.join(audio_dir, recording_id + '.wav'), None,
-                     'no audio file for recording %s' % recording_id)
 
 
 # --------------------------------------------------------------------------
@@ -106,13 +188,94 @@ def setup_logging(verbose=False):
         format='%(asctime)s %(levelname)s %(message)s', datefmt='%H:%M:%S',
         force=True)
     # Third-party libraries are noisy at DEBUG; only our own messages go there.
-    for name in ('matplotlib', 'gensim', 'smart_open', 'PIL', 'numba', 'h5py', 'absl'):
+    for name in ('matplotlib', 'gensim', 'smart_open', 'PIL', 'numba', 'h5py', 'absl',
+                 'asyncio', 'uvicorn'):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def development_msg(message, *args):
     """A message for developers, shown with --verbose."""
     logging.debug(message, *args)
+
+
+def run(main):
+    """absl's app.run for a pipeline script: logging set up (--verbose, when the
+    script defines it, shows the development messages); bad input ends the run
+    with its message and exit status 1; Ctrl-C with status 130. `main(argv)`
+    returns the exit status."""
+    from absl import app, flags
+
+    def main_with_conventions(argv):
+        verbose = 'verbose' in flags.FLAGS and flags.FLAGS.verbose
+        setup_logging(verbose)
+        try:
+            return main(argv)
+        except InputError as error:
+            logging.error('%s', error)
+            return 1
+        except KeyboardInterrupt:
+            logging.error('interrupted')
+            return 130
+
+    app.run(main_with_conventions)
+
+
+# --------------------------------------------------------------------------
+# Flags several scripts share: one definition and one help text each.
+# --------------------------------------------------------------------------
+SHARED_FLAGS = {
+    # name: (kind, default, help, keyword arguments)
+    'muse_dir': ('string', DEFAULT_MUSE_DIR,
+                 'MuSe-CaR directory (the MuSe 2020 processed-tasks package, read only): '
+                 'metadata/partition.csv and <task_dir>/.', {}),
+    'task_dir': ('string', DEFAULT_TASK_DIR,
+                 'Task folder inside --muse_dir holding audio_segments/, transcription_segments/ '
+                 'and label_segments/.', {}),
+    'work_dir': ('string', DEFAULT_WORK_DIR,
+                 'Pipeline directory: each step reads the earlier steps\' outputs and writes its '
+                 'own under it (sync_maps/, labels/, partition.csv, plots/, embeddings/, '
+                 'tfrecords/).', {}),
+    'ids': ('list', None, 'Only these video ids (comma separated); default: every video of the '
+            'partition.', {}),
+    'overwrite': ('boolean', False, 'Redo outputs that already exist; by default they are kept, '
+                  'so an interrupted run resumes where it stopped.', {}),
+    'workers': ('integer', None, 'Processes working in parallel (default: all cores).',
+                {'lower_bound': 1}),
+    'verbose': ('boolean', False, 'Show development messages.', {}),
+    'checkpoint': ('string', None, 'Training directory of train.py (model.ckpt-N, dataset.json, '
+                   'model.json). Give exactly one of --checkpoint and --saved_model.', {}),
+    'steps': ('integer', None, 'With --checkpoint: use model.ckpt-<steps>; default: the latest.',
+              {'lower_bound': 0}),
+    'saved_model': ('string', None, 'SavedModel of export_model.py: the export directory (its '
+                    'highest version is used) or one version directory.', {}),
+    'language': ('string', 'eng', 'Language of the text, as an aeneas/espeak code (eng, deu, '
+                 'fra, ...): it picks the voice the word alignment synthesises.', {}),
+    'device': ('integer', 0, 'GPU id to run on (the CPU when there is no GPU); -1 for the CPU.',
+               {}),
+}
+
+
+def define_flags(*names):
+    """Define the shared flags `names` (SHARED_FLAGS) as flags of the calling
+    script: they are listed in its --help, and a script that does not ask for
+    one refuses it like any unknown flag."""
+    from absl import flags
+    # Flags defined here belong to the script that calls, not to helper.
+    flags.disclaim_key_flags()
+    for name in names:
+        kind, default, text, keywords = SHARED_FLAGS[name]
+        if name == 'workers':
+            default = default_workers()
+        getattr(flags, 'DEFINE_' + kind)(name, default, text, **keywords)
+        if name == 'language':
+            flags.register_validator('language', _is_aeneas_language,
+                                     message='--language must be a language code espeak '
+                                     'supports in aeneas (e.g. eng, deu, fra, ita, spa)')
+
+
+def _is_aeneas_language(code):
+    from ser import alignment
+    return code in alignment.LANGUAGES
 
 
 # --------------------------------------------------------------------------
@@ -179,10 +342,15 @@ def _quiet_native_start_up():
         os.close(saved)
 
 
-def session_config(device, xla=False):
+def session_config(device, xla=False, precision='fp32'):
     """A ConfigProto that lets GPU memory grow and falls back to the CPU;
-    `xla` turns on XLA JIT compilation of the graph (auto-clustering)."""
+    `xla` turns on XLA JIT compilation of the graph (auto-clustering);
+    `precision` (PRECISIONS; see choose_precision) turns on TensorFlow's
+    mixed-precision graph rewrite: bf16 through oneDNN on the CPU, fp16 on a
+    GPU. The rewrite casts inside the graph only: variables, and so the
+    checkpoints, stay float32."""
     tf = import_tensorflow()
+    from tensorflow.core.protobuf import rewriter_config_pb2
     config = tf.ConfigProto(allow_soft_placement=True)
     config.gpu_options.allow_growth = True
     if int(device) < 0:
@@ -192,7 +360,83 @@ def session_config(device, xla=False):
         config.gpu_options.visible_device_list = str(int(device))
     if xla:
         config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
+    rewrites = config.graph_options.rewrite_options
+    precision = choose_precision(precision, device)
+    if precision == 'bf16':
+        rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+    elif precision == 'fp16':
+        rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
     return config
+
+
+# Arithmetic precisions of --precision. 'auto' is the fastest the machine runs
+# natively: fp16 on a GPU with tensor cores, bf16 on a CPU with bf16
+# instructions, fp32 otherwise.
+PRECISIONS = ('fp32', 'bf16', 'fp16', 'auto')
+# CPU flags (/proc/cpuinfo) of native bf16 arithmetic. Without them oneDNN still
+# runs the bf16 rewrite, emulated, and a training step takes longer than fp32
+# (BENCHMARKS.md), so 'auto' does not pick it.
+BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
+# Tensor cores (fp16 matrix units) came with compute capability 7.0.
+FP16_MIN_COMPUTE_CAPABILITY = (7, 0)
+
+
+def cpu_flags():
+    """The instruction-set flags of the CPU (/proc/cpuinfo), empty off Linux."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as handle:
+            for line in handle:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def decide_precision(requested, gpu_capability, cpu_flags_found, onednn):
+    """The precision to run in, from the facts: `gpu_capability` (major, minor)
+    of the GPU in use, None on the CPU; the CPU's flags; whether TensorFlow was
+    built with oneDNN. An explicit precision the device cannot run raises
+    InputError; bf16 on a CPU without native bf16 runs (emulated, slower) so
+    that it can be compared."""
+    if requested not in PRECISIONS:
+        raise InputError('--precision', None, '%r is none of %s'
+                         % (requested, ', '.join(PRECISIONS)))
+    on_gpu = gpu_capability is not None
+    if requested == 'auto':
+        if on_gpu:
+            return 'fp16' if tuple(gpu_capability) >= FP16_MIN_COMPUTE_CAPABILITY else 'fp32'
+        native_bf16 = onednn and any(flag in cpu_flags_found for flag in BF16_CPU_FLAGS)
+        return 'bf16' if native_bf16 else 'fp32'
+    if requested == 'fp16' and not on_gpu:
+        raise InputError('--precision', None, 'fp16 runs on a GPU only (on the CPU use bf16 '
+                         'or auto)')
+    if requested == 'bf16' and on_gpu:
+        raise InputError('--precision', None, 'bf16 is the CPU\'s (oneDNN) rewrite; on a GPU '
+                         'use fp16 or auto')
+    if requested == 'bf16' and not onednn:
+        raise InputError('--precision', None, 'bf16 needs TensorFlow built with oneDNN')
+    return requested
+
+
+def gpu_capability(device):
+    """(major, minor) compute capability of the GPU `device` runs on, None when
+    it runs on the CPU; (0, 0) when TensorFlow does not say."""
+    tf = import_tensorflow()
+    gpus = tf.config.list_physical_devices('GPU')
+    if int(device) < 0 or not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[min(int(device), len(gpus) - 1)])
+    return tuple(details.get('compute_capability') or (0, 0))
+
+
+def choose_precision(requested, device):
+    """decide_precision on this machine for `--device`."""
+    if requested == 'fp32':
+        return requested
+    from tensorflow.python.util import _pywrap_util_port
+    return decide_precision(requested, gpu_capability(device), cpu_flags(),
+                            bool(_pywrap_util_port.IsMklEnabled()))
 
 
 # --------------------------------------------------------------------------
@@ -356,13 +600,14 @@ def read_partition(path):
     return partition
 
 
-def select_recordings(muse_dir, ids=None):
-    """Recording ids of the MuSe partition, in file order; only `ids` if given."""
-    partition_file = muse_partition_path(muse_dir)
-    recording_ids = list(read_partition(partition_file))
+def select_videos(layout, ids=None):
+    """Video ids of the MuSe partition (a MuseLayout), in file order; only
+    `ids` if given."""
+    recording_ids = list(read_partition(layout.partition_path))
     unknown = sorted(set(ids or ()) - set(recording_ids))
     if unknown:
-        raise InputError(partition_file, None, '--ids not in the partition: %s' % ', '.join(unknown))
+        raise InputError(layout.partition_path, None,
+                         '--ids not in the partition: %s' % ', '.join(unknown))
     return [i for i in recording_ids if ids is None or i in ids]
 
 

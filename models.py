@@ -9,9 +9,9 @@ extractor and word embeddings, fused by attention, then an LSTM over time.
 The modality (both, audio, text) zeroes one input before the first layers,
 for the ablation of either branch; the structure stays the same.
 
-Also the helpers every script that reloads a model shares (eval.py,
-predict.py, export_model.py): the model.json written beside the checkpoints,
-the choice of `model.ckpt-N`, and the dataset.json compatibility check.
+Also what every script that reloads a model shares (eval.py, predict.py,
+export_model.py): the model.json written beside the checkpoints and the choice
+of `model.ckpt-N`. The dataset.json beside them is ser.dataset.DatasetInfo.
 """
 
 import logging
@@ -46,14 +46,9 @@ N_OUTPUTS = len(helper.DIMENSIONS)
 MODALITIES = ('both', 'audio', 'text')
 DEFAULT_MODALITY = 'both'
 
-# Files written beside the checkpoints by train.py.
+# Files written beside the checkpoints by train.py (with dataset.json).
 MODEL_CONFIG_FILE = 'model.json'
-DATASET_FILE = 'dataset.json'
 CHECKPOINT_PREFIX = 'model.ckpt'
-# dataset.json fields that fix the model's input: a checkpoint only fits data
-# that agrees on all of them.
-FEATURE_KEYS = ('sample_rate', 'frame_samples', 'label_step_ms', 'embedding_dim',
-                'embeddings', 'label_names')
 
 
 # --------------------------------------------------------------------------
@@ -104,8 +99,38 @@ def semantic_acoustic_fusion(acoustic, embeddings):
     return fuse(fuse(h1, h2, scope='fusion_hidden12'), h3, scope='fusion_hidden123')
 
 
-def recurrent_output(features, hidden_units, mask=None):
-    """LSTM over time, then a linear layer to the two dimensions, tanh."""
+class ResettingCell:
+    """An RNN cell run with inputs (x, reset [B,1]): where reset is 1 the
+    state is zeroed before the step, so one sequence can hold several
+    independent ones (the data provider's packed windows). It opens no
+    variable scope of its own: the wrapped cell's variables keep their names,
+    and checkpoints load with or without it."""
+
+    def __init__(self, cell):
+        self._cell = cell
+
+    @property
+    def state_size(self):
+        return self._cell.state_size
+
+    @property
+    def output_size(self):
+        return self._cell.output_size
+
+    def zero_state(self, batch_size, dtype):
+        return self._cell.zero_state(batch_size, dtype)
+
+    def __call__(self, inputs, state, scope=None):
+        features, reset = inputs
+        keep = 1.0 - reset
+        state = tf.nest.map_structure(lambda part: part * keep, state)
+        return self._cell(features, state, scope=scope)
+
+
+def recurrent_output(features, hidden_units, mask=None, reset=None):
+    """LSTM over time, then a linear layer to the two dimensions, tanh.
+    `reset` [B,T] (optional): 1 where a new segment starts and the LSTM
+    starts again from a zero state."""
     sequence_length = None
     if mask is not None:
         # The LSTM stops after the last real frame. Padding before the first real
@@ -114,14 +139,30 @@ def recurrent_output(features, hidden_units, mask=None):
         positions = tf.range(1, tf.shape(mask)[1] + 1)
         sequence_length = tf.reduce_max(tf.cast(tf.cast(mask, tf.bool), tf.int32) * positions,
                                          axis=1)
+    outputs, _ = lstm(features, hidden_units, sequence_length, reset)
+    return output_layer(outputs)
+
+
+def lstm(features, hidden_units, sequence_length=None, reset=None, initial_state=None):
+    """(outputs [B,T,H], final LSTMStateTuple) of the LSTM over `features`,
+    from `initial_state` (zeros when None; ser.inference carries it from one
+    chunk of a recording to the next)."""
     with tf.variable_scope('recurrent'):
         # The same Glorot-uniform as the cell's default (Keras) initialiser, which
         # ignores the graph seed: named here, --seed fixes these weights too.
         cell = tf.nn.rnn_cell.LSTMCell(hidden_units, use_peepholes=True,
                                        cell_clip=LSTM_CELL_CLIP, name='lstm',
                                        initializer=tf.glorot_uniform_initializer())
-        outputs, _ = tf.nn.dynamic_rnn(cell, features, sequence_length=sequence_length,
-                                       dtype=tf.float32)
+        inputs = features
+        if reset is not None:
+            cell = ResettingCell(cell)
+            inputs = (features, tf.cast(reset, features.dtype)[..., None])
+        return tf.nn.dynamic_rnn(cell, inputs, sequence_length=sequence_length,
+                                 initial_state=initial_state, dtype=tf.float32)
+
+
+def output_layer(outputs):
+    """The LSTM's outputs to (arousal, valence) in (-1, 1)."""
     return tf.tanh(slim.fully_connected(outputs, N_OUTPUTS, activation_fn=None, scope='output'))
 
 
@@ -142,15 +183,16 @@ def select_modality(audio, embeddings, modality):
 
 
 def build_model(audio, embeddings, hidden_units=DEFAULT_HIDDEN_UNITS, is_training=True,
-                mask=None, modality=DEFAULT_MODALITY):
-    """audio [B,T,S] float32, embeddings [B,T,E] float32 (mask [B,T] optional)
-    -> predictions [B,T,2] in (-1, 1), (arousal, valence) per frame. `modality`
-    (MODALITIES) says which of the two inputs the model hears."""
+                mask=None, modality=DEFAULT_MODALITY, reset=None):
+    """audio [B,T,S] float32, embeddings [B,T,E] float32 (mask [B,T] and reset
+    [B,T], see recurrent_output, optional) -> predictions [B,T,2] in (-1, 1),
+    (arousal, valence) per frame. `modality` (MODALITIES) says which of the two
+    inputs the model hears."""
     with tf.variable_scope('model'):
         audio, embeddings = select_modality(audio, embeddings, modality)
         acoustic = acoustic_features(audio, is_training)
         fused = semantic_acoustic_fusion(acoustic, embeddings)
-        return recurrent_output(fused, hidden_units, mask)
+        return recurrent_output(fused, hidden_units, mask, reset)
 
 
 def model_variables():
@@ -180,12 +222,12 @@ def inference_inputs(frame_samples, embedding_dim):
 # Checkpoints and what it takes to rebuild the model from them
 # --------------------------------------------------------------------------
 def write_model_config(train_dir, hidden_units, dataset, modality=DEFAULT_MODALITY):
-    """model.json: everything beyond dataset.json needed to rebuild the graph,
-    and the modality the model was trained to hear."""
+    """model.json: everything beyond dataset.json (`dataset`, a DatasetInfo)
+    needed to rebuild the graph, and the modality the model was trained to hear."""
     helper.write_json(os.path.join(train_dir, MODEL_CONFIG_FILE), {
         'hidden_units': int(hidden_units),
-        'frame_samples': int(dataset['frame_samples']),
-        'embedding_dim': int(dataset['embedding_dim']),
+        'frame_samples': int(dataset.frame_samples),
+        'embedding_dim': int(dataset.embedding_dim),
         'modality': modality,
     })
 
@@ -249,20 +291,6 @@ def checkpoint_files(prefix):
     directory, name = os.path.split(prefix)
     return [os.path.join(directory, n) for n in helper.list_dir(directory)
             if n.startswith(name + '.')]
-
-
-def check_dataset_compatible(reference_path, dataset_path, keys=FEATURE_KEYS):
-    """Raise InputError naming both files when their dataset.json disagree on
-    any of `keys` (None: on anything). Returns the dataset's description."""
-    reference, dataset = helper.read_json(reference_path), helper.read_json(dataset_path)
-    if keys is None:
-        keys = sorted(set(reference) | set(dataset))
-    differences = ['%s: %r vs %r' % (key, reference.get(key), dataset.get(key))
-                   for key in keys if reference.get(key) != dataset.get(key)]
-    if differences:
-        raise helper.InputError(dataset_path, None, 'does not match %s (%s)'
-                                % (reference_path, '; '.join(differences)))
-    return dataset
 
 
 def restore(session, checkpoint_prefix):

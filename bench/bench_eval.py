@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/bench_eval.py [--work_dir DIR] [--portion devel] [--repeats 3]
 
-Times eval.predict_portion, the part of eval.py that runs for every checkpoint
-it evaluates (also under --watch): building the inference graph, restoring
-the checkpoint, reading every recording of --portion whole through the
-queue pipeline and running the model over it. Interpreter start-up and the
-per-recording CSV and PNG outputs are not timed. The checkpoint has random
+Times ser.evaluation.predict_portion, the part of eval.py that runs for every
+checkpoint it evaluates (also under --watch): building the inference graph,
+restoring the checkpoint, reading every segment of --portion whole through
+the queue pipeline and running the model over it. Interpreter start-up and
+the per-segment CSV and PNG outputs are not timed. The checkpoint has random
 weights at the dataset's shapes (speed does not depend on the values) unless
 --checkpoint names one. After one untimed pass, --repeats passes are timed;
 the figure is the portion's frames over the median pass. Prints the machine
@@ -15,45 +15,40 @@ and the figure, and as the last line of stdout a JSON dict
 """
 
 import contextlib
-import importlib
 import logging
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
-from bench import bench_predict, corpus, machine  # noqa: E402
-
-# `eval` is also a builtin: the module gets another name here.
-evaluation = importlib.import_module('eval')
+from bench import corpus, machine, options, random_model  # noqa: E402
+from ser import evaluation  # noqa: E402
+from ser.dataset import DatasetInfo  # noqa: E402
 
 FLAGS = flags.FLAGS
-DEFINE = dict(allow_override=True)
 flags.DEFINE_string('checkpoint', None, 'Checkpoint directory of train.py to evaluate; default: '
-                    'random weights at the dataset\'s shapes.', **DEFINE)
-flags.DEFINE_enum('portion', 'devel', list(helper.PORTIONS), 'Portion to evaluate.', **DEFINE)
-flags.DEFINE_integer('repeats', 3, 'Timed passes; the median is reported.', lower_bound=1,
-                     **DEFINE)
-flags.DEFINE_bool('verbose', False, 'Development messages (every pass).', **DEFINE)
+                    'random weights at the dataset\'s shapes.')
+flags.DEFINE_enum('portion', 'devel', list(helper.PORTIONS), 'Portion to evaluate.')
+options.define_repeats('Timed passes')
+options.define_verbose('every pass')
+flags.adopt_module_key_flags(options)  # --help lists them with this script's own
 
 
 @contextlib.contextmanager
 def random_checkpoint(dataset_dir, seed):
     """A temporary train.py-like directory for the dataset, random weights."""
-    info = helper.read_json(os.path.join(dataset_dir, models.DATASET_FILE))
+    info = DatasetInfo.load(dataset_dir)
     with tempfile.TemporaryDirectory(prefix='bench_eval_') as directory:
-        bench_predict.random_checkpoint(directory, info['sample_rate'], info['embedding_dim'],
-                                        models.DEFAULT_HIDDEN_UNITS, seed)
+        random_model.random_checkpoint(directory, info.sample_rate, info.embedding_dim,
+                                       models.DEFAULT_HIDDEN_UNITS, seed)
         # eval.py checks the checkpoint was made for this very dataset.
-        shutil.copyfile(os.path.join(dataset_dir, models.DATASET_FILE),
-                        os.path.join(directory, models.DATASET_FILE))
+        info.save(directory)
         yield directory
 
 
@@ -65,13 +60,13 @@ def run(dataset_dir, checkpoint_dir, portion='devel', repeats=3):
     seconds = []
     for _ in range(repeats + 1):
         started = time.perf_counter()
-        recordings = evaluation.predict_portion(prefix, config, dataset_dir, portion, -1)
+        segments = evaluation.predict_portion(prefix, config, dataset_dir, portion, -1)
         seconds.append(time.perf_counter() - started)
     helper.development_msg('passes (s, the first untimed): %s',
                            ', '.join('%.3f' % s for s in seconds))
-    frames = sum(len(recording['timestamps']) for recording in recordings)
+    frames = sum(len(segment['timestamps']) for segment in segments)
     return {'frames_per_s': frames / statistics.median(seconds[1:]), 'frames': frames,
-            'recordings': len(recordings), 'pass_seconds': seconds[1:]}
+            'segments': len(segments), 'pass_seconds': seconds[1:]}
 
 
 def main(argv):
@@ -84,8 +79,8 @@ def main(argv):
         checkpoint = FLAGS.checkpoint or stack.enter_context(
             random_checkpoint(dataset_dir, FLAGS.seed))
         result = run(dataset_dir, checkpoint, FLAGS.portion, FLAGS.repeats)
-    logging.info('eval pass over %s (%d recordings, %d frames): %.1f frames/s (median of %d '
-                 'passes, %.2f s)', FLAGS.portion, result['recordings'], result['frames'],
+    logging.info('eval pass over %s (%d segments, %d frames): %.1f frames/s (median of %d '
+                 'passes, %.2f s)', FLAGS.portion, result['segments'], result['frames'],
                  result['frames_per_s'], FLAGS.repeats, statistics.median(result['pass_seconds']))
     machine.hand_over({'eval_frames_per_s': round(result['frames_per_s'], 2)},
                       {'portion': FLAGS.portion, 'frames': result['frames'],
@@ -94,4 +89,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    helper.run(main)

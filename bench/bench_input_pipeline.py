@@ -20,26 +20,22 @@ import statistics
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data_provider  # noqa: E402  (needs the repository on sys.path)
 import helper  # noqa: E402
-from bench import corpus, machine  # noqa: E402
+from bench import corpus, machine, options  # noqa: E402
 
 tf = helper.import_tensorflow()
 
 FLAGS = flags.FLAGS
-DEFINE = dict(allow_override=True)
-flags.DEFINE_integer('batch_size', 5, 'Windows per batch (train.py default).', lower_bound=1,
-                     **DEFINE)
-flags.DEFINE_integer('sequence_length', 100, 'Frames per window (train.py default).',
-                     lower_bound=1, **DEFINE)
-flags.DEFINE_integer('warmup', 20, 'Untimed batches first.', lower_bound=1, **DEFINE)
-flags.DEFINE_integer('batches', 200, 'Batches per timed block.', lower_bound=1, **DEFINE)
-flags.DEFINE_integer('repeats', 3, 'Timed blocks; the median is reported.', lower_bound=1,
-                     **DEFINE)
-flags.DEFINE_bool('verbose', False, 'Development messages (every block).', **DEFINE)
+options.define_window_shape()
+flags.DEFINE_integer('warmup', 20, 'Untimed batches first.', lower_bound=1)
+flags.DEFINE_integer('batches', 200, 'Batches per timed block.', lower_bound=1)
+options.define_repeats('Timed blocks')
+options.define_verbose('every block')
+flags.adopt_module_key_flags(options)  # --help lists them with this script's own
 
 
 def run(dataset_dir, batch_size=5, sequence_length=100, warmup=20, batches=200, repeats=3,
@@ -89,4 +85,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    helper.run(main)

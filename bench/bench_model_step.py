@@ -1,18 +1,23 @@
 """Speed of one training step of the model alone, without any input pipeline.
 
-    .venv/bin/python bench/bench_model_step.py [--steps 10] [--xla]
+    .venv/bin/python bench/bench_model_step.py [--steps 10] [--xla] [--precisions fp32,bf16]
 
-The graph of train.py (models.build_model with a mask, the CCC loss, Adam with
-lr 5e-4, beta1 0.9, beta2 0.99) on constant inputs held in non-trainable
+The training step of train.py (ser.training.training_step: models.build_model
+with a mask, the CCC loss, Adam with lr 5e-4, beta1 0.9, beta2 0.99) on constant inputs held in non-trainable
 variables at train.py's default shapes: B=5 windows of T=100 frames, S=4000
 samples per 250 ms frame at 16 kHz, E=100 embedding values, 256 LSTM units.
 After --warmup steps (graph optimisation, allocations) each of --steps steps
 is timed on its own; the figure is B*T frames over the median step time:
 the ceiling train.py can reach on this machine. The CPU seconds (all
 threads) of each step are recorded too: unlike the wall time they barely move
-when other processes share the machine. Prints the machine and the timings,
-and as the last line of stdout a JSON dict
-{"model_step_frames_per_s": ..., "details": {...}, "machine": {...}}.
+when other processes share the machine. Each of --precisions (train.py
+--precision; default fp32 and the mixed precision of the device, bf16 on the
+CPU even without native bf16 instructions, to show what it costs there) has
+its own graph and session, and their timed steps alternate, so that a change
+in the machine's load falls on all of them alike. Prints the machine and the
+timings, and as the last line of stdout a JSON dict
+{"model_step_frames_per_s": (fp32), "model_step_frames_per_s_<precision>": ...,
+ "details": {...}, "machine": {...}}.
 """
 
 import logging
@@ -21,36 +26,33 @@ import statistics
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
-import losses  # noqa: E402
 import models  # noqa: E402
-import train  # noqa: E402
-from bench import machine  # noqa: E402
+from bench import machine, options  # noqa: E402
+from ser import records, training  # noqa: E402
 
 tf = helper.import_tensorflow()
 
 FLAGS = flags.FLAGS
-DEFINE = dict(allow_override=True)
-flags.DEFINE_integer('batch_size', 5, 'Windows per batch (train.py default).', lower_bound=1,
-                     **DEFINE)
-flags.DEFINE_integer('sequence_length', 100, 'Frames per window (train.py default).',
-                     lower_bound=1, **DEFINE)
+options.define_window_shape()
 flags.DEFINE_integer('sample_rate', 16000, 'Audio rate; a frame holds rate/4 samples.',
-                     lower_bound=1000, **DEFINE)
+                     lower_bound=1000)
 flags.DEFINE_integer('embedding_dim', 100, 'Embedding values per frame (data_generator default).',
-                     lower_bound=1, **DEFINE)
-flags.DEFINE_integer('hidden_units', models.DEFAULT_HIDDEN_UNITS, 'LSTM units.', lower_bound=1,
-                     **DEFINE)
-flags.DEFINE_integer('warmup', 3, 'Untimed steps first.', lower_bound=1, **DEFINE)
-flags.DEFINE_integer('steps', 10, 'Timed steps; the median is reported.', lower_bound=1, **DEFINE)
-flags.DEFINE_bool('xla', False, 'XLA JIT compilation of the step, as train.py --xla.', **DEFINE)
-flags.DEFINE_integer('device', -1, 'GPU id; -1 (default) for the CPU.', **DEFINE)
-flags.DEFINE_integer('seed', 0, 'Seed of the inputs and weights.', **DEFINE)
-flags.DEFINE_bool('verbose', False, 'Development messages (every step time).', **DEFINE)
+                     lower_bound=1)
+flags.DEFINE_integer('hidden_units', models.DEFAULT_HIDDEN_UNITS, 'LSTM units.', lower_bound=1)
+flags.DEFINE_integer('warmup', 3, 'Untimed steps first.', lower_bound=1)
+flags.DEFINE_integer('steps', 10, 'Timed steps; the median is reported.', lower_bound=1)
+options.define_xla()
+flags.DEFINE_integer('device', -1, 'GPU id; -1 (default) for the CPU.')
+flags.DEFINE_integer('seed', 0, 'Seed of the inputs and weights.')
+flags.DEFINE_list('precisions', None, 'Precisions to time, of fp32, bf16, fp16 (train.py '
+                  '--precision); default: fp32 and bf16 on the CPU, fp32 and fp16 on a GPU.')
+options.define_verbose('every step time')
+flags.adopt_module_key_flags(options)  # --help lists them with this script's own
 
 
 def constant_inputs(batch_size, steps, frame_samples, embedding_dim, seed):
@@ -68,62 +70,100 @@ def constant_inputs(batch_size, steps, frame_samples, embedding_dim, seed):
     return inputs
 
 
-def training_step(inputs, hidden_units):
-    """The same loss and optimiser as train.py's graph."""
-    predictions = models.build_model(inputs['audio'], inputs['embeddings'], hidden_units,
-                                     is_training=True, mask=inputs['mask'])
-    loss, _ = losses.ccc_loss(predictions, inputs['labels'], inputs['mask'])
-    optimizer = tf.train.AdamOptimizer(5e-4, beta1=0.9, beta2=0.99)
-    return optimizer.minimize(loss, global_step=tf.train.get_or_create_global_step()), loss
+def device_precisions(device):
+    """fp32 and the device's mixed precision."""
+    on_gpu = helper.gpu_capability(device) is not None
+    return ['fp32', 'fp16' if on_gpu else 'bf16']
+
+
+def training_session(batch_size, sequence_length, frame_samples, embedding_dim, hidden_units,
+                     xla, device, seed, precision):
+    """(session, fetches) of one training step on constant inputs, initialised."""
+    graph = tf.Graph()
+    with graph.as_default(), tf.device(helper.configure_device(device)):
+        tf.set_random_seed(seed)
+        inputs = constant_inputs(batch_size, sequence_length, frame_samples, embedding_dim, seed)
+        with training.xla_scope(xla):
+            train_op, loss, _ = training.training_step(
+                inputs, training.Settings(hidden_units=hidden_units))
+        session = tf.Session(config=helper.session_config(device, xla=xla, precision=precision))
+        session.run(tf.global_variables_initializer())
+    return session, [train_op, loss]
 
 
 def run(batch_size=5, sequence_length=100, sample_rate=16000, embedding_dim=100,
         hidden_units=models.DEFAULT_HIDDEN_UNITS, warmup=3, steps=10, xla=False, device=-1,
-        seed=0):
-    """{'frames_per_s', 'step_seconds' [steps], ...} of timed training steps."""
-    graph = tf.Graph()
-    with graph.as_default(), tf.device(helper.configure_device(device)):
-        tf.set_random_seed(seed)
-        inputs = constant_inputs(batch_size, sequence_length, sample_rate // 4, embedding_dim,
-                                 seed)
-        with train.xla_scope(xla):
-            train_op, loss = training_step(inputs, hidden_units)
-        with tf.Session(config=helper.session_config(device, xla=xla)) as session:
-            session.run(tf.global_variables_initializer())
+        seed=0, precisions=('fp32',)):
+    """{precision: {'frames_per_s', 'step_seconds' [steps], ...}} of timed
+    training steps, the precisions' steps alternating."""
+    sessions = {precision: training_session(batch_size, sequence_length,
+                                            records.frame_samples_for(sample_rate),
+                                            embedding_dim, hidden_units, xla, device, seed,
+                                            precision)
+                for precision in precisions}
+    seconds = {precision: [] for precision in precisions}
+    cpu_seconds = {precision: [] for precision in precisions}
+    try:
+        for session, fetches in sessions.values():
             for _ in range(warmup):
-                session.run([train_op, loss])
-            seconds, cpu_seconds = [], []
-            for _ in range(steps):
+                session.run(fetches)
+        for _ in range(steps):
+            for precision, (session, fetches) in sessions.items():
                 started, cpu_started = time.perf_counter(), time.process_time()
-                session.run([train_op, loss])
-                seconds.append(time.perf_counter() - started)
-                cpu_seconds.append(time.process_time() - cpu_started)
-    helper.development_msg('step times (s): %s', ', '.join('%.3f' % s for s in seconds))
-    helper.development_msg('step CPU times (s): %s', ', '.join('%.3f' % s for s in cpu_seconds))
+                session.run(fetches)
+                seconds[precision].append(time.perf_counter() - started)
+                cpu_seconds[precision].append(time.process_time() - cpu_started)
+    finally:
+        for session, _ in sessions.values():
+            session.close()
     frames = batch_size * sequence_length
-    return {'frames_per_s': frames / statistics.median(seconds), 'step_seconds': seconds,
-            'step_cpu_seconds': cpu_seconds, 'frames_per_step': frames}
+    results = {}
+    for precision in precisions:
+        helper.development_msg('%s step times (s): %s', precision,
+                               ', '.join('%.3f' % s for s in seconds[precision]))
+        helper.development_msg('%s step CPU times (s): %s', precision,
+                               ', '.join('%.3f' % s for s in cpu_seconds[precision]))
+        results[precision] = {'frames_per_s': frames / statistics.median(seconds[precision]),
+                              'step_seconds': seconds[precision],
+                              'step_cpu_seconds': cpu_seconds[precision],
+                              'frames_per_step': frames}
+    return results
+
+
+def metric_name(precision):
+    return 'model_step_frames_per_s' + ('' if precision == 'fp32' else '_' + precision)
 
 
 def main(argv):
     del argv
     info = machine.start(FLAGS.verbose)
     helper.configure_device(FLAGS.device)
-    result = run(FLAGS.batch_size, FLAGS.sequence_length, FLAGS.sample_rate, FLAGS.embedding_dim,
-                 FLAGS.hidden_units, FLAGS.warmup, FLAGS.steps, FLAGS.xla, FLAGS.device,
-                 FLAGS.seed)
-    step = statistics.median(result['step_seconds'])
-    logging.info('training step, B=%d T=%d S=%d E=%d%s: %.3f s median of %d (min %.3f, max %.3f)'
-                 ': %.1f frames/s', FLAGS.batch_size, FLAGS.sequence_length,
-                 FLAGS.sample_rate // 4, FLAGS.embedding_dim, ', XLA' if FLAGS.xla else '', step,
-                 FLAGS.steps, min(result['step_seconds']), max(result['step_seconds']),
-                 result['frames_per_s'])
-    machine.hand_over({'model_step_frames_per_s': round(result['frames_per_s'], 2)},
-                      {'step_seconds': [round(s, 4) for s in result['step_seconds']],
-                       'step_cpu_seconds': [round(s, 4) for s in result['step_cpu_seconds']],
-                       'xla': FLAGS.xla}, info)
+    precisions = FLAGS.precisions or device_precisions(FLAGS.device)
+    if 'fp32' not in precisions:
+        precisions = ['fp32'] + precisions   # the figure the others are compared with
+    results = run(FLAGS.batch_size, FLAGS.sequence_length, FLAGS.sample_rate, FLAGS.embedding_dim,
+                  FLAGS.hidden_units, FLAGS.warmup, FLAGS.steps, FLAGS.xla, FLAGS.device,
+                  FLAGS.seed, precisions)
+    for precision, result in results.items():
+        step = statistics.median(result['step_seconds'])
+        logging.info('training step, B=%d T=%d S=%d E=%d, %s%s: %.3f s median of %d (min %.3f, '
+                     'max %.3f; CPU %.3f s): %.1f frames/s', FLAGS.batch_size,
+                     FLAGS.sequence_length, records.frame_samples_for(FLAGS.sample_rate),
+                     FLAGS.embedding_dim, precision, ', XLA' if FLAGS.xla else '', step,
+                     FLAGS.steps, min(result['step_seconds']), max(result['step_seconds']),
+                     statistics.median(result['step_cpu_seconds']), result['frames_per_s'])
+    fp32 = results['fp32']
+    details = {'step_seconds': [round(s, 4) for s in fp32['step_seconds']],
+               'step_cpu_seconds': [round(s, 4) for s in fp32['step_cpu_seconds']],
+               'xla': FLAGS.xla, 'precisions': {
+                   precision: {'step_seconds': [round(s, 4) for s in result['step_seconds']],
+                               'step_cpu_seconds': [round(s, 4)
+                                                    for s in result['step_cpu_seconds']]}
+                   for precision, result in results.items()}}
+    machine.hand_over({metric_name(precision): round(result['frames_per_s'], 2)
+                       for precision, result in results.items()}, details, info)
     return 0
 
 
 if __name__ == '__main__':
-    app.run(main)
+    helper.run(main)

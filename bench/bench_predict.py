@@ -1,10 +1,10 @@
 """Real-time factor of predict.py's model part on this machine.
 
-    .venv/bin/python bench/bench_predict.py [--duration 60] [--repeats 5] [--device -1]
+    .venv/bin/python bench/bench_predict.py [--duration 60] [--repeats 3] [--device -1]
 
 Builds a randomly initialised checkpoint at the default shapes (16 kHz, so
 S = 4000 samples per 250 ms frame; E = 100; 256 LSTM units) in a temporary
-directory, loads it once with predict.Predictor, and times
+directory, loads it once with ser.inference.Predictor, and times
 `Predictor.predict` on one --duration second recording (random audio and
 embeddings), after one warm-up run. TensorFlow start-up and model loading are
 not timed: a service pays them once. Prints the machine and the timings, and
@@ -20,58 +20,38 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
-import predict  # noqa: E402
-from bench import machine  # noqa: E402
+from bench import machine, options, random_model  # noqa: E402
+from ser import inference  # noqa: E402
 
-tf = helper.import_tensorflow()
+# ---- Benchmark flags ----
+flags.DEFINE_float('duration', 60.0, 'Seconds of audio in the timed recording.', lower_bound=0.25)
+options.define_repeats('Timed runs')
+flags.DEFINE_integer('seed', 0, 'Seed of the random weights and inputs.')
 
-# Every flag allows override: predict.py, imported above, defines some of them.
+# ---- Device flags ----
+flags.DEFINE_integer('device', -1, 'GPU id; -1 (default) for the CPU.')
+
+# ---- Logging flags ----
+options.define_verbose('the timed runs')
+
 FLAGS = flags.FLAGS
-flags.DEFINE_float('duration', 60.0, 'Seconds of audio in the timed recording.', lower_bound=0.25,
-                   allow_override=True)
-flags.DEFINE_integer('repeats', 5, 'Timed runs; the median is reported.', lower_bound=1,
-                     allow_override=True)
-flags.DEFINE_integer('device', -1, 'GPU id; -1 (default) for the CPU.', allow_override=True)
-flags.DEFINE_integer('seed', 0, 'Seed of the random weights and inputs.', allow_override=True)
-flags.DEFINE_bool('verbose', False, 'Development messages.', allow_override=True)
-
-# The defaults of data_generator.py and train.py.
-SAMPLE_RATE = 16000
-EMBEDDING_DIM = 100
+SAMPLE_RATE = random_model.SAMPLE_RATE
+EMBEDDING_DIM = random_model.EMBEDDING_DIM
 TARGET_RTF = 0.05
-
-
-def random_checkpoint(directory, sample_rate, embedding_dim, hidden_units, seed):
-    """A train.py-like directory (dataset.json, model.json, model.ckpt-0)
-    with randomly initialised weights."""
-    dataset = {'sample_rate': sample_rate, 'frame_samples': sample_rate // 4,
-               'label_step_ms': helper.LABEL_STEP_MS, 'embedding_dim': embedding_dim,
-               'embeddings': None, 'label_names': list(helper.DIMENSIONS)}
-    helper.write_json(os.path.join(directory, models.DATASET_FILE), dataset)
-    models.write_model_config(directory, hidden_units, dataset)
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.set_random_seed(seed)
-        audio, embeddings = models.inference_inputs(dataset['frame_samples'], embedding_dim)
-        models.build_model(audio, embeddings, hidden_units, is_training=False)
-        with tf.Session(graph=graph) as session:
-            session.run(tf.global_variables_initializer())
-            tf.train.Saver(models.model_variables()).save(
-                session, os.path.join(directory, models.CHECKPOINT_PREFIX), global_step=0)
 
 
 def run(duration=60.0, repeats=5, device=-1, seed=0):
     """Median model seconds per audio second for one `duration` s recording."""
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as directory:
-        random_checkpoint(directory, SAMPLE_RATE, EMBEDDING_DIM, models.DEFAULT_HIDDEN_UNITS, seed)
-        with predict.Predictor.from_checkpoint(directory, device=device) as predictor:
+        random_model.random_checkpoint(directory, seed=seed)
+        with inference.Predictor.from_checkpoint(directory, device=device) as predictor:
             samples = rng.uniform(-0.5, 0.5, int(duration * SAMPLE_RATE)).astype(np.float32)
             audio, _ = predictor.model_inputs(samples)
             embeddings = rng.standard_normal((len(audio), EMBEDDING_DIM)).astype(np.float32)
@@ -106,4 +86,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    helper.run(main)

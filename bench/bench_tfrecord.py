@@ -19,17 +19,17 @@ import re
 import statistics
 import sys
 
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import data_generator  # noqa: E402  (needs the repository on sys.path)
-import helper  # noqa: E402
-from bench import corpus, machine  # noqa: E402
+import helper  # noqa: E402  (needs the repository on sys.path)
+from bench import corpus, machine, options  # noqa: E402
+from ser.dataset import DatasetInfo  # noqa: E402
 
 FLAGS = flags.FLAGS
-DEFINE = dict(allow_override=True)
-flags.DEFINE_integer('repeats', 3, 'Runs; the median is reported.', lower_bound=1, **DEFINE)
-flags.DEFINE_bool('verbose', False, 'Development messages (every run).', **DEFINE)
+options.define_repeats('Runs')
+options.define_verbose('every run')
+flags.adopt_module_key_flags(options)  # --help lists them with this script's own
 
 # The script's last summary line: "5.2 s, 652 frames/s written"
 SPEED_LINE = re.compile(r'([\d.]+) s, ([\d.]+) frames/s written')
@@ -49,12 +49,13 @@ def generate_once(work_dir, sample_rate, embeddings):
 def run(work_dir, sample_rate, repeats=3):
     """{'tfrecord_frames_per_s', 'details'}."""
     # The vectors the first run of data_generator.py (in prepare()) trained.
-    info = helper.read_json(os.path.join(corpus.dataset_dir(work_dir), data_generator.DATASET_INFO))
-    runs = [generate_once(work_dir, sample_rate, info['embeddings']) for _ in range(repeats)]
+    info = DatasetInfo.load(corpus.dataset_dir(work_dir))
+    runs = [generate_once(work_dir, sample_rate, info.embeddings_path) for _ in range(repeats)]
     helper.development_msg('runs: %s', ', '.join('%.1f s (%.0f frames/s)' % r for r in runs))
-    frames = sum(info['recordings'].values())
+    frames = sum(info.recordings.values())
     return {'tfrecord_frames_per_s': statistics.median(r[1] for r in runs),
-            'details': {'frames': frames, 'wall_seconds': [r[0] for r in runs],
+            'details': {'frames': frames, 'segments': len(info.recordings),
+                        'wall_seconds': [r[0] for r in runs],
                         'workers': helper.default_workers()}}
 
 
@@ -72,4 +73,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    helper.run(main)

@@ -1,6 +1,7 @@
 """Training speed of train.py itself, checkpoints and summaries as by default.
 
     .venv/bin/python bench/bench_train.py [--work_dir DIR] [--max_steps 200] [--xla]
+        [--precision auto] [--windows packed] [--nobaseline]
 
 Runs train.py on the generated corpus's TFRecords in a fresh temporary
 --train_dir (default shapes: batch 5 x 100 frames, 16 kHz) and watches its
@@ -10,42 +11,49 @@ steps) appears. Steady state runs from the first line at or after step
 (queue filling, graph optimisation) are left out, while the checkpoints
 (every 120 s) and summaries (every 60 s) that fall inside are paid as a user
 pays them; --max_steps 200 lasts long enough for both on a 2-core CPU. The
-figure is B*T window frames (padding included, as the model computes them)
-per steady-state second, comparable with bench_model_step.py; the real
-frames/s train.py logs itself are in the details. Prints the machine and
-the figure, and as the last line of stdout a JSON dict
-{"train_frames_per_s": ..., "details": ..., "machine": ...}.
+figure train_frames_per_s is B*T window frames (padding included, as the
+model computes them) per steady-state second, comparable with
+bench_model_step.py; train_real_frames_per_s counts the real frames only
+(from the frames/s train.py logs for each interval), what the model learns
+from per second. Both are of train.py with --precision and --windows (the
+defaults of this benchmark: auto and packed, issue 13's settings); with
+--baseline (default) a second run, fp32 with per-segment windows (train.py
+as before issue 13), gives train_real_frames_per_s_baseline in the same process.
+Prints the machine and the figures, and as the last line of stdout a JSON dict
+{"train_frames_per_s": ..., "train_real_frames_per_s": ...,
+ "train_real_frames_per_s_baseline": ..., "details": ..., "machine": ...}.
 """
 
 import collections
 import logging
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import data_provider  # noqa: E402
 import helper  # noqa: E402  (needs the repository on sys.path)
-from bench import corpus, machine  # noqa: E402
+from bench import corpus, machine, options  # noqa: E402
 
 FLAGS = flags.FLAGS
-DEFINE = dict(allow_override=True)
-flags.DEFINE_integer('batch_size', 5, 'train.py --batch_size.', lower_bound=1, **DEFINE)
-flags.DEFINE_integer('sequence_length', 100, 'train.py --sequence_length.', lower_bound=1,
-                     **DEFINE)
-flags.DEFINE_integer('max_steps', 200, 'train.py --max_steps: steps of the run.', lower_bound=2,
-                     **DEFINE)
-flags.DEFINE_integer('warmup_steps', 10, 'Steps left out of the steady state.', lower_bound=1,
-                     **DEFINE)
+options.define_window_shape()
+flags.DEFINE_integer('max_steps', 200, 'train.py --max_steps: steps of the run.', lower_bound=2)
+flags.DEFINE_integer('warmup_steps', 10, 'Steps left out of the steady state.', lower_bound=1)
 flags.DEFINE_integer('log_every_n_steps', 10, 'train.py --log_every_n_steps (its default).',
-                     lower_bound=1, **DEFINE)
-flags.DEFINE_bool('xla', False, 'train.py --xla.', **DEFINE)
-flags.DEFINE_bool('verbose', False, 'Development messages (every progress line).', **DEFINE)
+                     lower_bound=1)
+options.define_xla()
+flags.DEFINE_enum('precision', 'auto', list(helper.PRECISIONS), 'train.py --precision.')
+flags.DEFINE_enum('windows', 'packed', list(data_provider.WINDOW_SCHEMES),
+                  'train.py --windows.')
+flags.DEFINE_bool('baseline', True, 'Also time train.py with --precision fp32 --windows '
+                  'per_segment (before issue 13), for train_real_frames_per_s_baseline.')
+options.define_verbose('every progress line')
+flags.adopt_module_key_flags(options)  # --help lists them with this script's own
 
 PROGRESS_LINE = re.compile(r'^step (\d+) .*frames/s ([\d.]+)$')
 POLL_SECONDS = 0.02
@@ -85,7 +93,7 @@ def watch_progress(process, log_path):
 
 
 def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_steps=10,
-        log_every_n_steps=10, seed=0, xla=False):
+        log_every_n_steps=10, seed=0, xla=False, precision='fp32', windows='per_segment'):
     """{'frames_per_s', 'seconds' (steady state), 'real_frames_per_s', ...} of one
     train.py run."""
     with tempfile.TemporaryDirectory(prefix='bench_train_') as train_dir:
@@ -93,7 +101,8 @@ def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_st
                    '--dataset_dir', dataset_dir, '--train_dir', train_dir, '--device', '-1',
                    '--max_steps', str(max_steps), '--batch_size', str(batch_size),
                    '--sequence_length', str(sequence_length), '--seed', str(seed),
-                   '--log_every_n_steps', str(log_every_n_steps)] + (['--xla'] if xla else [])
+                   '--log_every_n_steps', str(log_every_n_steps), '--precision', precision,
+                   '--windows', windows] + (['--xla'] if xla else [])
         started = time.perf_counter()
         with open(os.path.join(train_dir, 'stderr.txt'), 'w+', encoding='utf-8') as stderr:
             process = subprocess.Popen(command, cwd=corpus.REPO, stdout=subprocess.DEVNULL,
@@ -115,36 +124,57 @@ def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_st
     helper.development_msg('progress lines (s after start, CPU s, step, real frames/s): %s',
                            ', '.join('(%.2f, %.2f, %d, %.1f)' % (line.time - started, *line[1:])
                                      for line in lines))
+    # Real frames of each interval: train.py's rate over the interval's length.
+    real_frames = sum(b.real_frames_per_s * (b.time - a.time) for a, b in zip(steady, steady[1:]))
     return {'frames_per_s': batch_size * sequence_length * steps / seconds,
+            'real_frames_per_s': real_frames / seconds, 'precision': precision,
+            'windows': windows,
             'first_step': first.step, 'last_step': last.step, 'seconds': seconds,
             'cpu_seconds_per_step': (last.cpu_seconds - first.cpu_seconds) / steps,
             'wall_seconds': wall, 'checkpoints_written': len(checkpoints),
-            'real_frames_per_s': statistics.mean(line.real_frames_per_s for line in steady[1:]),
             # Slow intervals hold a checkpoint, a summary, or another process's burst.
             'interval_frames_per_s': [
                 round(batch_size * sequence_length * (b.step - a.step) / (b.time - a.time), 1)
                 for a, b in zip(steady, steady[1:])]}
 
 
+def rounded(result):
+    return {key: round(value, 3) if isinstance(value, float) else value
+            for key, value in result.items()}
+
+
 def main(argv):
     del argv
     info = machine.start(FLAGS.verbose)
+    precision = helper.choose_precision(FLAGS.precision, -1)
+    settings = {'with_defaults': (precision, FLAGS.windows)}
+    if FLAGS.baseline:
+        settings['baseline'] = ('fp32', 'per_segment')
+    results = {}
     with corpus.work_directory('tfrecords') as (work_dir, _):
-        result = run(corpus.dataset_dir(work_dir), FLAGS.batch_size, FLAGS.sequence_length,
-                     FLAGS.max_steps, FLAGS.warmup_steps, FLAGS.log_every_n_steps, FLAGS.seed,
-                     FLAGS.xla)
-    logging.info('train.py, B=%d T=%d%s: %.1f frames/s over steps %d-%d (%.1f s steady state, '
-                 '%.1f s in all, %d checkpoint(s) written); %.1f real frames/s as it logs them',
-                 FLAGS.batch_size, FLAGS.sequence_length, ', XLA' if FLAGS.xla else '',
-                 result['frames_per_s'], result['first_step'], result['last_step'],
-                 result['seconds'], result['wall_seconds'], result['checkpoints_written'],
-                 result['real_frames_per_s'])
-    details = {key: round(value, 3) if isinstance(value, float) else value
-               for key, value in result.items() if key != 'frames_per_s'}
-    machine.hand_over({'train_frames_per_s': round(result['frames_per_s'], 2)},
-                      dict(details, xla=FLAGS.xla), info)
+        for name, (run_precision, windows) in settings.items():
+            results[name] = run(corpus.dataset_dir(work_dir), FLAGS.batch_size,
+                                FLAGS.sequence_length, FLAGS.max_steps, FLAGS.warmup_steps,
+                                FLAGS.log_every_n_steps, FLAGS.seed, FLAGS.xla, run_precision,
+                                windows)
+            result = results[name]
+            logging.info('train.py, B=%d T=%d, %s, %s windows%s: %.1f frames/s, %.1f real '
+                         'frames/s over steps %d-%d (%.1f s steady state, %.1f s in all, %d '
+                         'checkpoint(s) written)', FLAGS.batch_size, FLAGS.sequence_length,
+                         run_precision, windows, ', XLA' if FLAGS.xla else '',
+                         result['frames_per_s'], result['real_frames_per_s'],
+                         result['first_step'], result['last_step'], result['seconds'],
+                         result['wall_seconds'], result['checkpoints_written'])
+    metrics = {'train_frames_per_s': round(results['with_defaults']['frames_per_s'], 2),
+               'train_real_frames_per_s': round(results['with_defaults']['real_frames_per_s'], 2)}
+    details = dict(rounded(results['with_defaults']), xla=FLAGS.xla)
+    if FLAGS.baseline:
+        metrics['train_real_frames_per_s_baseline'] = round(
+            results['baseline']['real_frames_per_s'], 2)
+        details['baseline'] = rounded(results['baseline'])
+    machine.hand_over(metrics, details, info)
     return 0
 
 
 if __name__ == '__main__':
-    app.run(main)
+    helper.run(main)

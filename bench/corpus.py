@@ -1,11 +1,13 @@
 """The generated corpus the benchmarks run on, and running the pipeline's scripts.
 
-A bench work directory has the layout of a pipeline run (DESIGN.md):
-    <work_dir>/MuSe-CaR/   the input, written by make_demo_corpus.generate_corpus
+A bench work directory has the layout of a pipeline run:
+    <work_dir>/MuSe-CaR/   the input in MuSe-CaR 2020's layout, written by
+                           ser.demo_corpus.generate_corpus
     <work_dir>/truth/      its true word timings (unused by the benchmarks)
-    <work_dir>/labels/, partition.csv, sync_maps/, embeddings/, tfrecords/
-prepare() builds what is missing up to a step, untimed; each stage benchmark
-then times its own step on it. A rerun with the same settings reuses it all
+    <work_dir>/labels/<Id>/, partition.csv, sync_maps/<Id>/, embeddings/, tfrecords/
+prepare() builds what is missing up to a step, untimed, running the
+pipeline's scripts as subprocesses; each stage benchmark then times its own
+step on it. A rerun with the same settings reuses it all
 (the corpus is the same bytes for the same seed).
 
 The flags below are shared by every benchmark that needs data, and passed
@@ -25,20 +27,23 @@ from absl import flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import helper  # noqa: E402  (needs the repository on sys.path)
-import make_demo_corpus  # noqa: E402
+from ser import demo_corpus  # noqa: E402
 
 FLAGS = flags.FLAGS
-DEFINE = dict(allow_override=True)
+
+# ---- Corpus flags ----
 flags.DEFINE_string('work_dir', None,
                     'Bench work directory (corpus and pipeline outputs), created or reused; '
-                    'default: a temporary directory removed at the end.', **DEFINE)
-flags.DEFINE_integer('videos', 16, 'Recordings in the generated corpus.', lower_bound=4, **DEFINE)
-flags.DEFINE_float('seconds_per_video', 60.0, 'Length of each generated recording (s).',
-                   lower_bound=5.0, **DEFINE)
+                    'default: a temporary directory removed at the end.')
+flags.DEFINE_integer('videos', 16, 'Videos in the generated corpus (2 to 4 segments each).',
+                     lower_bound=4)
+flags.DEFINE_float('seconds_per_video', 60.0, 'Length of each generated video (s).',
+                   lower_bound=5.0)
+flags.DEFINE_integer('seed', 0, 'Seed of the corpus, the partition and every benchmark.')
+
+# ---- Dataset flags ----
 flags.DEFINE_integer('sample_rate', 16000, 'data_generator.py --sample_rate: 16 kHz gives '
-                     'the default S = 4000 samples per frame.', lower_bound=1000, **DEFINE)
-flags.DEFINE_integer('seed', 0, 'Seed of the corpus, the partition and every benchmark.',
-                     **DEFINE)
+                     'the default S = 4000 samples per frame.', lower_bound=1000)
 
 DERIVED = ('labels', 'partition.csv', 'sync_maps', 'embeddings', 'tfrecords')
 STEPS = ('corpus', 'sync_maps', 'tfrecords')
@@ -69,13 +74,12 @@ def run_script(script, *args, check=True):
 def prepare(work_dir, upto, videos, seconds_per_video, sample_rate, seed):
     """Build the corpus and the pipeline's outputs up to step `upto` (one of
     STEPS) in work_dir, skipping what is already there. Returns the corpus
-    summary of make_demo_corpus.generate_corpus (seconds of audio, ...)."""
+    summary of ser.demo_corpus.generate_corpus (seconds of audio, ...)."""
     if upto not in STEPS:
         raise ValueError('upto must be one of %s, not %r' % (', '.join(STEPS), upto))
     muse = muse_dir(work_dir)
-    summary = make_demo_corpus.generate_corpus(muse, os.path.join(work_dir, 'truth'), videos,
-                                               seconds_per_video, seed,
-                                               workers=helper.default_workers())
+    summary = demo_corpus.generate_corpus(muse, os.path.join(work_dir, 'truth'), videos,
+                                          seconds_per_video, seed, workers=helper.default_workers())
     if not summary['skipped']:
         # A new corpus: what was derived from the previous one no longer fits.
         for name in DERIVED:
@@ -90,9 +94,7 @@ def prepare(work_dir, upto, videos, seconds_per_video, sample_rate, seed):
         run_script('label_generator.py', '--muse_dir', muse, '--work_dir', work_dir)
         run_script('partition_generator.py', '--muse_dir', muse, '--work_dir', work_dir,
                    '--seed', seed)
-    sync_maps = helper.sync_maps_dir(work_dir)
-    if STEPS.index(upto) >= STEPS.index('sync_maps') and not (
-            os.path.isdir(sync_maps) and len(helper.list_dir(sync_maps, '.csv')) == videos):
+    if STEPS.index(upto) >= STEPS.index('sync_maps') and not sync_maps_ready(work_dir):
         run_script('synchronisation_map_generator.py', '--muse_dir', muse, '--work_dir',
                    work_dir)
     if STEPS.index(upto) >= STEPS.index('tfrecords') and not tfrecords_ready(work_dir,
@@ -100,6 +102,14 @@ def prepare(work_dir, upto, videos, seconds_per_video, sample_rate, seed):
         run_script('data_generator.py', '--muse_dir', muse, '--work_dir', work_dir,
                    '--sample_rate', sample_rate, '--seed', seed, '--overwrite')
     return summary
+
+
+def sync_maps_ready(work_dir):
+    """Every segment with audio has its sync map."""
+    layout = helper.MuseLayout(muse_dir(work_dir))
+    videos = helper.select_videos(layout)
+    return all(helper.work_segments(helper.sync_maps_dir(work_dir), video)
+               == layout.audio_segments(video) for video in videos)
 
 
 def tfrecords_ready(work_dir, sample_rate):

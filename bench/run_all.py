@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/run_all.py [--stages alignment,train,...] [--work_dir DIR]
 
-Generates the demo corpus (make_demo_corpus.py, 16 recordings x 60 s by
+Generates the demo corpus (make_demo_corpus.py, 16 videos x 60 s by
 default) and the pipeline's outputs on it into --work_dir (default: a
 temporary directory), untimed, then runs each stage's benchmark as its own
 process (bench/bench_<stage>.py, each runnable alone), collects the figures
 each prints as its last line, checks the targets, and writes
 --output (default bench/results/latest.json):
-    {"machine": {cpu, cores, tensorflow, onednn, gpu, load_average, ...},
+    {"machine": {cpu, cores, cpu_instructions, tensorflow, onednn, gpu, load_average, ...},
      "metrics": {name: value}, "targets": {name: {value, target, rule, met}},
      "cpu_seconds_per_step": {model_step, train}, "settings": {...},
      "stages": {stage: {metrics, details, load_average, other_cores, seconds}},
@@ -28,50 +28,66 @@ import resource
 import statistics
 import sys
 
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
-from bench import corpus, machine  # noqa: E402
+from bench import corpus, machine, options  # noqa: E402
 
 FLAGS = flags.FLAGS
-DEFINE = dict(allow_override=True)
-STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'train', 'eval', 'predict')
-flags.DEFINE_list('stages', list(STAGES), 'Stages to run, of: %s.' % ', '.join(STAGES), **DEFINE)
+STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'train', 'eval', 'predict',
+          'service', 'long_audio', 'stream')
+flags.DEFINE_list('stages', list(STAGES), 'Stages to run, of: %s.' % ', '.join(STAGES))
 flags.DEFINE_string('output', os.path.join(corpus.REPO, 'bench', 'results', 'latest.json'),
-                    'Where the results JSON goes.', **DEFINE)
-flags.DEFINE_integer('batch_size', 5, 'Windows per batch (input pipeline, model step, train).',
-                     lower_bound=1, **DEFINE)
-flags.DEFINE_integer('sequence_length', 100, 'Frames per window (input pipeline, model step, '
-                     'train).', lower_bound=1, **DEFINE)
-flags.DEFINE_integer('repeats', 3, 'Repeats of the cheap measurements (alignment, tfrecord, '
-                     'input pipeline blocks, eval passes, predict runs).', lower_bound=1,
-                     **DEFINE)
+                    'Where the results JSON goes.')
+options.define_window_shape()
+options.define_repeats('Repeats of the cheap measurements (alignment, tfrecord, input pipeline '
+                       'blocks, eval passes, predict runs)')
 flags.DEFINE_integer('model_steps', 10, 'Timed steps of the model-step benchmark.',
-                     lower_bound=1, **DEFINE)
+                     lower_bound=1)
 flags.DEFINE_integer('train_steps', 200, 'train.py --max_steps of the train benchmark (200 '
-                     'includes a default 120 s checkpoint on a 2-core CPU).', lower_bound=2,
-                     **DEFINE)
+                     'includes a default 120 s checkpoint on a 2-core CPU).', lower_bound=2)
 flags.DEFINE_integer('train_warmup_steps', 10, 'Steps left out of train.py\'s steady state.',
-                     lower_bound=1, **DEFINE)
+                     lower_bound=1)
 flags.DEFINE_integer('train_log_every_n_steps', 10, 'train.py --log_every_n_steps.',
-                     lower_bound=1, **DEFINE)
+                     lower_bound=1)
 flags.DEFINE_integer('input_batches', 200, 'Batches per timed block of the input pipeline.',
-                     lower_bound=1, **DEFINE)
+                     lower_bound=1)
 flags.DEFINE_float('predict_duration', 60.0, 'Seconds of audio of the predict benchmark.',
-                   lower_bound=0.25, **DEFINE)
-flags.DEFINE_bool('xla', False, 'Run the model step and train.py with XLA JIT compilation.',
-                  **DEFINE)
-flags.DEFINE_bool('verbose', False, 'Development messages.', **DEFINE)
+                   lower_bound=0.25)
+flags.DEFINE_integer('service_requests', 40, 'Timed HTTP requests per client of the service '
+                     'benchmark.', lower_bound=1)
+flags.DEFINE_integer('service_utterances', 8, 'Different 5 s utterances the service benchmark '
+                     'sends in turn.', lower_bound=1)
+flags.DEFINE_integer('long_audio_minutes', 60, 'Minutes of audio predict.py runs on in the '
+                     'long-audio benchmark (its memory is the figure).', lower_bound=1)
+flags.DEFINE_float('stream_seconds', 60.0, 'Seconds of audio of the stream benchmark\'s single '
+                   'stream (and, up to 20, of each concurrent run).', lower_bound=2.0)
+flags.DEFINE_list('stream_counts', ['4', '8', '12', '16'], 'Concurrent streams the stream '
+                  'benchmark tries, to find how many stay at real time.')
+options.define_xla()
+options.define_verbose('every stage\'s command')
+flags.adopt_module_key_flags(options)  # --help lists them with this script's own
 
-# (ratio or metric, numerator, denominator or None, target, rule)
+# (ratio or metric, numerator, denominator or None, target, rule). The model
+# step train.py is compared with is the one in train.py's precision.
 TARGETS = (
     ('input_pipeline_over_train', 'input_pipeline_frames_per_s', 'train_frames_per_s', 5.0, '>='),
     ('train_over_model_step', 'train_frames_per_s', 'model_step_frames_per_s', 0.9, '>='),
+    # Issue 13: real frames learned per second, new defaults over fp32 + per-segment windows.
+    ('train_real_over_baseline', 'train_real_frames_per_s', 'train_real_frames_per_s_baseline',
+     1.5, '>='),
     ('predict_rtf_60s', 'predict_rtf_60s', None, 0.05, '<='),
+    ('service_p95_ms_4clients', 'service_p95_ms_4clients', None, 500.0, '<='),
+    ('predict_max_rss_mb_60min', 'predict_max_rss_mb_60min', None, 2048.0, '<='),
+    ('stream_frame_latency_ms_p95', 'stream_frame_latency_ms_p95', None, 300.0, '<='),
 )
+# CPU flags worth knowing beside a training figure: the vector and matrix
+# instructions oneDNN can use (bf16 is native only with avx512_bf16 or amx_bf16).
+CPU_INSTRUCTION_PREFIXES = ('sse4', 'avx', 'fma', 'f16c', 'amx')
 UNITS = {'alignment': 'audio s per wall s', 'frames_per_s': 'frames/s',
-         'predict_rtf': 'model s per audio s'}
+         'predict_rtf': 'model s per audio s', '_ms_': 'ms', 'requests_per_s': 'requests/s',
+         '_mb_': 'MB', 'streams': 'streams'}
 
 
 def stage_arguments(stage):
@@ -91,6 +107,14 @@ def stage_arguments(stage):
            '--log_every_n_steps=%d' % FLAGS.train_log_every_n_steps],
         'eval': corpus.corpus_flags() + repeats,
         'predict': repeats + ['--duration=%g' % FLAGS.predict_duration, '--seed=%d' % FLAGS.seed],
+        'service': ['--requests=%d' % FLAGS.service_requests,
+                    '--utterances=%d' % FLAGS.service_utterances, '--seed=%d' % FLAGS.seed],
+        'long_audio': ['--minutes=%d' % FLAGS.long_audio_minutes,
+                       '--one_pass_minutes=%d' % min(5, FLAGS.long_audio_minutes),
+                       '--seed=%d' % FLAGS.seed],
+        'stream': ['--seconds=%g' % FLAGS.stream_seconds,
+                   '--concurrent_seconds=%g' % min(20.0, FLAGS.stream_seconds),
+                   '--streams=%s' % ','.join(FLAGS.stream_counts), '--seed=%d' % FLAGS.seed],
     }[stage]
     return os.path.join('bench', 'bench_%s.py' % stage), arguments
 
@@ -115,9 +139,15 @@ def run_stage(stage):
     return result
 
 
-def check_targets(metrics):
+def cpu_instructions():
+    return sorted(flag for flag in helper.cpu_flags() if flag.startswith(CPU_INSTRUCTION_PREFIXES))
+
+
+def check_targets(metrics, train_precision='fp32'):
     targets = {}
     for name, numerator, denominator, target, rule in TARGETS:
+        if denominator == 'model_step_frames_per_s' and train_precision != 'fp32':
+            denominator += '_' + train_precision
         if numerator not in metrics or (denominator and denominator not in metrics):
             continue
         value = metrics[numerator] / metrics[denominator] if denominator else metrics[numerator]
@@ -145,7 +175,8 @@ def unit(metric):
 def table(results):
     """The printed table: machine, metrics with the contention during each
     stage, targets."""
-    lines = ['Machine: %s' % machine.describe(results['machine']), '',
+    lines = ['Machine: %s' % machine.describe(results['machine']),
+             'CPU instructions: %s' % ' '.join(results['machine']['cpu_instructions']), '',
              '%-30s %11s  %-20s %s' % ('metric', 'value', 'unit',
                                        'load at start / cores others used')]
     for outcome in results['stages'].values():
@@ -167,18 +198,17 @@ def table(results):
 
 def main(argv):
     del argv
-    helper.setup_logging(FLAGS.verbose)
     unknown = sorted(set(FLAGS.stages) - set(STAGES))
     if unknown:
         logging.error('unknown stage(s) %s; stages are %s', ', '.join(unknown), ', '.join(STAGES))
         return 1
     started = datetime.datetime.now()
-    results = {'machine': machine.machine(), 'metrics': {}, 'stages': {},
-               'date': started.isoformat(' ', 'seconds')}
+    results = {'machine': dict(machine.machine(), cpu_instructions=cpu_instructions()),
+               'metrics': {}, 'stages': {}, 'date': started.isoformat(' ', 'seconds')}
     logging.info('machine: %s', machine.describe(results['machine']))
     with corpus.work_directory('tfrecords') as (work_dir, summary):
         FLAGS.work_dir = work_dir
-        logging.info('corpus: %d recordings, %.0f s of audio, in %s', summary['videos'],
+        logging.info('corpus: %d videos, %.0f s of audio, in %s', summary['videos'],
                      summary['seconds'], work_dir)
         for stage in (s for s in STAGES if s in FLAGS.stages):
             outcome = run_stage(stage)
@@ -195,7 +225,9 @@ def main(argv):
                          ', '.join('%s %.5g' % item for item in sorted(metrics.items())),
                          outcome['seconds'], stage_machine['load_average'][0],
                          outcome['other_cores'])
-    results['targets'] = check_targets(results['metrics'])
+    train_precision = results['stages'].get('train', {}).get('details', {}).get('precision',
+                                                                             'fp32')
+    results['targets'] = check_targets(results['metrics'], train_precision)
     results['cpu_seconds_per_step'] = cpu_per_step(results['stages'])
     results['settings'] = {
         'videos': FLAGS.videos, 'seconds_per_video': FLAGS.seconds_per_video,
@@ -213,4 +245,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    helper.run(main)

@@ -1,9 +1,9 @@
 """Shared pytest fixtures.
 
-`tiny_dataset` is a small TFRecord dataset built from synthetic arrays by
-data_generator's own writer functions (no espeak, no alignment), so tests of
-training, evaluation and prediction run in seconds. `tiny_recordings` gives
-the arrays it was built from.
+`tiny_dataset` is a small TFRecord dataset of segments `<Id>_<seg>` built
+from synthetic arrays by the library's own writers (ser.records, ser.dataset;
+no espeak, no alignment), so tests of training, evaluation and prediction run
+in seconds. `tiny_recordings` gives the arrays it was built from.
 """
 
 import os
@@ -16,19 +16,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-import data_generator  # noqa: E402  (needs the repository on sys.path)
-import helper  # noqa: E402
+import helper  # noqa: E402  (needs the repository on sys.path)
+from ser import embeddings as word_embeddings  # noqa: E402
+from ser import records  # noqa: E402
+from ser.dataset import DatasetInfo  # noqa: E402
 
 TINY_SAMPLE_RATE = 1000            # 250 samples per 250 ms frame
 TINY_EMBEDDING_DIM = 8
 TINY_SEED = 0
-# id -> (portion, frames)
+# segment <Id>_<seg> -> (portion, frames); the partition is by video
 TINY_LAYOUT = {
-    'tiny_train_a': ('train', 64),
-    'tiny_train_b': ('train', 48),
-    'tiny_train_c': ('train', 80),
-    'tiny_devel_a': ('devel', 56),
-    'tiny_test_a': ('test', 40),
+    '1_0': ('train', 64),
+    '1_1': ('train', 48),
+    '2_0': ('train', 80),
+    '3_0': ('devel', 32),
+    '3_1': ('devel', 24),
+    '4_0': ('test', 40),
 }
 TINY_VOCABULARY = ('fast', 'slow', 'great', 'awful', 'engine', 'seat', 'brake', 'quiet',
                    'loud', 'smooth', 'rough', 'price')
@@ -50,7 +53,7 @@ def tiny_word_vectors():
 def _tiny_words(rng, n_frames):
     """Words of 0.5-1.25 s separated by 0-1 s pauses, as (start, end, word) in seconds."""
     words, time = [], rng.uniform(0, 1)
-    total = n_frames * data_generator.STEP_SECONDS
+    total = n_frames * records.STEP_SECONDS
     while True:
         duration = rng.uniform(0.5, 1.25)
         if time + duration > total:
@@ -69,9 +72,9 @@ def make_tiny_recordings(embedder, direction):
     valence = tanh(embedding . direction), 0 in pauses (zero embedding).
     The raw waveform stops 100 samples into its last frame, which the writer
     zero-pads, like a real recording."""
-    frame_samples = data_generator.frame_samples_for(TINY_SAMPLE_RATE)
+    frame_samples = records.frame_samples_for(TINY_SAMPLE_RATE)
     recordings = {}
-    for index, (recording_id, (portion, n_frames)) in enumerate(sorted(TINY_LAYOUT.items())):
+    for index, (name, (portion, n_frames)) in enumerate(sorted(TINY_LAYOUT.items())):
         rng = np.random.default_rng([TINY_SEED, index])
         runs = rng.integers(3, 10, size=n_frames)
         levels = rng.uniform(0.05, 1.0, size=n_frames)
@@ -79,16 +82,16 @@ def make_tiny_recordings(embedder, direction):
         noise = rng.standard_normal((n_frames, frame_samples))
         samples = (noise * loud[:, None]).astype(np.float32).ravel()[:-(frame_samples - 100)]
         words = _tiny_words(rng, n_frames)
-        embeddings = data_generator.frame_embeddings(words, n_frames,
-                                                     data_generator.STEP_SECONDS, embedder)
+        embeddings = word_embeddings.frame_embeddings(words, n_frames, records.STEP_SECONDS,
+                                                      embedder)
         arousal = 2 * (loud - 0.05) / 0.95 - 1
         valence = np.tanh(embeddings @ direction)
-        recordings[recording_id] = {
+        recordings[name] = {
             'portion': portion,
             'samples': samples,
             'words': words,
             'timestamps': np.arange(n_frames, dtype=np.int64) * helper.LABEL_STEP_MS,
-            'audio': data_generator.frame_audio(samples, frame_samples, n_frames),
+            'audio': records.frame_audio(samples, frame_samples, n_frames),
             'embeddings': embeddings,
             'labels': np.stack([arousal, valence], axis=1).astype(np.float32),
         }
@@ -102,21 +105,19 @@ def build_tiny_dataset(work_dir):
     vectors_path = os.path.join(helper.embeddings_dir(work_dir), 'tiny_%d.kv' % TINY_EMBEDDING_DIM)
     os.makedirs(os.path.dirname(vectors_path), exist_ok=True)
     keyed_vectors.save(vectors_path, separately=[])
-    embedder = data_generator.load_embedder(vectors_path)
+    embedder = word_embeddings.load_embedder(vectors_path)
     recordings = make_tiny_recordings(embedder, direction)
 
     dataset_dir = helper.tfrecords_dir(work_dir)
-    for recording_id, recording in recordings.items():
-        data_generator.write_tfrecord(
-            os.path.join(dataset_dir, recording['portion'], recording_id + '.tfrecords'),
-            recording_id, recording['timestamps'], recording['audio'],
+    for name, recording in recordings.items():
+        records.write_tfrecord(
+            os.path.join(dataset_dir, recording['portion'], name + '.tfrecords'),
+            name, recording['timestamps'], recording['audio'],
             recording['embeddings'], recording['labels'])
     partition = {portion: [i for i, r in recordings.items() if r['portion'] == portion]
                  for portion in helper.PORTIONS}
-    helper.write_json(os.path.join(dataset_dir, data_generator.DATASET_INFO),
-                      data_generator.dataset_info(
-                          TINY_SAMPLE_RATE, TINY_EMBEDDING_DIM, embedder.path, partition,
-                          {i: len(r['timestamps']) for i, r in recordings.items()}))
+    DatasetInfo.create(TINY_SAMPLE_RATE, TINY_EMBEDDING_DIM, embedder.path, partition,
+                       {i: len(r['timestamps']) for i, r in recordings.items()}).save(dataset_dir)
     return dataset_dir, recordings
 
 
@@ -128,23 +129,24 @@ def _tiny(tmp_path_factory):
 @pytest.fixture(scope='session')
 def tiny_dataset(_tiny):
     """Path (str) of a small tfrecords directory, laid out as data_generator.py
-    writes it: <dir>/{train,devel,test}/<Id>.tfrecords and <dir>/dataset.json.
+    writes it: <dir>/{train,devel,test}/<Id>_<seg>.tfrecords and <dir>/dataset.json.
 
-    Five synthetic recordings (TINY_LAYOUT): 3 train (64, 48, 80 frames), 1
-    devel (56), 1 test (40); sample_rate 1000 Hz, so frame_samples S = 250;
+    Six synthetic segments of four videos (TINY_LAYOUT): train 1_0, 1_1, 2_0
+    (64, 48, 80 frames), devel 3_0, 3_1 (32, 24), test 4_0 (40); sample_rate
+    1000 Hz, so frame_samples S = 250;
     embedding_dim E = 8. Labels are a learnable function of the inputs:
     arousal follows the loudness of the frame's audio, valence the frame's
     word embedding (0 in pauses); see make_tiny_recordings. dataset.json's
     'embeddings' is a real gensim .kv file (<dir>/../embeddings/tiny_8.kv)
-    holding the 12 words of TINY_VOCABULARY, for data_generator.load_embedder
-    in predict-style tests. Session-scoped: do not modify it."""
+    holding the 12 words of TINY_VOCABULARY, for ser.embeddings.load_embedder
+    in predict-style tests (dataset.json stores it as ../embeddings/tiny_8.kv). Session-scoped: do not modify it."""
     return _tiny[0]
 
 
 @pytest.fixture(scope='session')
 def tiny_recordings(_tiny):
     """The arrays `tiny_dataset` was written from (see make_tiny_recordings):
-    {id: {'portion', 'samples' (raw waveform at 1000 Hz), 'words'
+    {segment name: {'portion', 'samples' (raw waveform at 1000 Hz), 'words'
     [(start, end, word)] s, 'timestamps' [N] ms, 'audio' [N, 250],
     'embeddings' [N, 8], 'labels' [N, 2] (arousal, valence)}}."""
     return _tiny[1]

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 import helper
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,12 +24,22 @@ def write_partition(path, partition):
     write(path, 'Id,Proposal\n' + ''.join('%s,%s\n' % item for item in partition.items()))
 
 
-def write_labels(work_dir, recording_id, frames):
-    """<work_dir>/labels/<Id>.csv from (arousal, valence) pairs, 250 ms apart."""
-    write(os.path.join(helper.labels_dir(work_dir), recording_id + '.csv'),
-          'timestamp,arousal,valence\n' + ''.join(
-              '%d,%r,%r\n' % (index * helper.LABEL_STEP_MS, float(arousal), float(valence))
-              for index, (arousal, valence) in enumerate(frames)))
+def write_labels(work_dir, video_id, frames, segments=2):
+    """<work_dir>/labels/<Id>/<Id>_<seg>.csv from (arousal, valence) pairs:
+    the frames cut into `segments` consecutive segments (fewer when there are
+    fewer frames), each timed from 0 ms, 250 ms apart."""
+    for number, part in enumerate(np.array_split(np.asarray(frames, dtype=float),
+                                                 min(segments, len(frames))), start=1):
+        write(helper.label_path(work_dir, helper.segment_name(video_id, number)),
+              'timestamp,arousal,valence\n' + ''.join(
+                  '%d,%r,%r\n' % (index * helper.LABEL_STEP_MS, float(arousal), float(valence))
+                  for index, (arousal, valence) in enumerate(part)))
+
+
+def video_labels(work_dir, video_id):
+    """Float array [frames, 2] of every segment label file of a video, in order."""
+    return np.concatenate([helper.read_labels(helper.label_path(work_dir, name))[1]
+                           for name in helper.work_segments(helper.labels_dir(work_dir), video_id)])
 
 
 def run_script(script, *args):

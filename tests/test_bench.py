@@ -15,22 +15,26 @@ import sys
 import pytest
 
 import helper
-import train
+from ser import training
 
-# The bench scripts run as their own processes only: importing them here would
-# redefine flags (--seed, --work_dir, ...) the pipeline's modules share in this process.
-# train.py is imported for its xla_scope, as the other tests import it.
+# The bench scripts run as their own processes only, like every script.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'train', 'eval', 'predict')
-# 6 recordings of 5 s (3 train, 2 devel after the split, 1 withheld test), 1 kHz
-# audio (250 samples per frame), windows of 2 x 10 frames: every stage in seconds.
+STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'train', 'eval', 'predict',
+          'service', 'long_audio', 'stream')
+# 6 videos of 5 s (2-4 segments each; train, devel and test after the split, and
+# unlabelled test videos), 1 kHz audio (250 samples per frame), windows of 2 x 10
+# frames: every stage in seconds.
 TINY = ['--videos=6', '--seconds_per_video=5', '--sample_rate=1000', '--batch_size=2',
         '--sequence_length=10', '--repeats=1', '--model_steps=2', '--train_steps=6',
         '--train_warmup_steps=2', '--train_log_every_n_steps=2', '--input_batches=5',
-        '--predict_duration=5']
+        '--predict_duration=5', '--service_requests=2', '--service_utterances=2',
+        '--long_audio_minutes=1', '--stream_seconds=2', '--stream_counts=1']
 METRICS = ('alignment_rtf_1worker', 'alignment_rtf_all_workers', 'tfrecord_frames_per_s',
-           'input_pipeline_frames_per_s', 'model_step_frames_per_s', 'train_frames_per_s',
-           'eval_frames_per_s', 'predict_rtf_5s')
+           'input_pipeline_frames_per_s', 'model_step_frames_per_s', 'model_step_frames_per_s_bf16',
+           'train_frames_per_s', 'train_real_frames_per_s', 'train_real_frames_per_s_baseline',
+           'eval_frames_per_s', 'predict_rtf_5s', 'service_p50_ms_1client',
+           'service_p95_ms_4clients', 'service_requests_per_s_4clients',
+           'predict_max_rss_mb_1min', 'stream_frame_latency_ms_p95', 'stream_max_realtime_streams')
 
 
 @pytest.fixture(scope='module')
@@ -44,13 +48,17 @@ def tiny_results(tmp_path_factory):
     return json.loads(output.read_text()), process.stdout
 
 
+@pytest.mark.slow
 def test_every_metric_is_a_positive_number(tiny_results):
     results, _ = tiny_results
     assert sorted(results['metrics']) == sorted(METRICS)
     for name, value in results['metrics'].items():
-        assert isinstance(value, (int, float)) and value > 0, (name, value)
+        # How many streams keep real time depends on the machine's load: 0 is a valid count.
+        lowest = 0 if name == 'stream_max_realtime_streams' else 1e-12
+        assert isinstance(value, (int, float)) and value >= lowest, (name, value)
 
 
+@pytest.mark.slow
 def test_machine_block_and_load_per_stage(tiny_results):
     results, _ = tiny_results
     machine = results['machine']
@@ -66,6 +74,7 @@ def test_machine_block_and_load_per_stage(tiny_results):
     assert results['settings']['sample_rate'] == 1000 and results['date']
 
 
+@pytest.mark.slow
 def test_targets_follow_from_the_metrics(tiny_results):
     results, stdout = tiny_results
     metrics, targets = results['metrics'], results['targets']
@@ -85,14 +94,15 @@ def test_targets_follow_from_the_metrics(tiny_results):
 def test_xla_scope_marks_the_ops_built_inside_for_compilation():
     tf = helper.import_tensorflow()
     with tf.Graph().as_default():
-        with train.xla_scope(True):
+        with training.xla_scope(True):
             compiled = tf.square(tf.constant(2.0))
-        with train.xla_scope(False):
+        with training.xla_scope(False):
             plain = tf.square(tf.constant(2.0))
         assert compiled.op.get_attr('_XlaCompile') is True
         assert '_XlaCompile' not in plain.op.node_def.attr
 
 
+@pytest.mark.slow
 def test_train_with_xla_trains_and_checkpoints(tiny_dataset, tmp_path):
     """The benchmarks compare train.py with and without --xla: both must run."""
     train_dir = tmp_path / 'xla'

@@ -1,8 +1,9 @@
-"""data_provider.py: windows from one recording only, exact frames, masks that
-mark padding, whole-recording evaluation order, any sequence length from the
-same TFRecords, seeded determinism, clear errors on a missing dataset."""
+"""data_provider.py: per-segment windows from one segment only, packed windows
+whose segments stay apart (one padding frame, a reset on each first frame),
+every frame drawn once per pass, exact frames, masks that mark padding,
+whole-segment evaluation order, any sequence length from the same TFRecords,
+seeded determinism, clear errors on missing records."""
 
-import json
 import os
 import shutil
 
@@ -11,6 +12,7 @@ import pytest
 
 import data_provider
 import helper
+from ser.dataset import DatasetInfo
 
 tf = data_provider.tf
 
@@ -37,11 +39,12 @@ def run_batches(build, max_batches=None):
 
 
 def elements(batches):
-    """Every batch element as a dict of numpy arrays, id decoded."""
+    """Every batch element as a dict of numpy arrays, ids decoded."""
     for batch in batches:
         for b in range(len(batch['id'])):
             element = {name: values[b] for name, values in batch.items()}
-            element['id'] = element['id'].decode()
+            element['id'] = (element['id'].decode() if isinstance(element['id'], bytes)
+                             else np.array([i.decode() for i in element['id']]))
             yield element
 
 
@@ -63,14 +66,15 @@ def check_window(window, recordings):
     return frames
 
 
-def test_training_windows_come_from_one_recording_with_exact_frames(tiny_dataset,
-                                                                    tiny_recordings):
+def test_per_segment_windows_come_from_one_segment_with_exact_frames(tiny_dataset,
+                                                                       tiny_recordings):
     batch_size, length = 4, 16
     batches = run_batches(lambda: data_provider.get_split(
-        tiny_dataset, 'train', batch_size, length, is_training=True, seed=3), max_batches=30)
-    info = data_provider.load_dataset_info(tiny_dataset)
-    assert batches[0]['audio'].shape == (batch_size, length, info['frame_samples'])
-    assert batches[0]['embeddings'].shape == (batch_size, length, info['embedding_dim'])
+        tiny_dataset, 'train', batch_size, length, is_training=True, seed=3,
+        windows='per_segment'), max_batches=30)
+    info = DatasetInfo.load(tiny_dataset)
+    assert batches[0]['audio'].shape == (batch_size, length, info.frame_samples)
+    assert batches[0]['embeddings'].shape == (batch_size, length, info.embedding_dim)
     seen, starts = set(), set()
     for window in elements(batches):
         assert tiny_recordings[window['id']]['portion'] == 'train'
@@ -83,20 +87,83 @@ def test_training_windows_come_from_one_recording_with_exact_frames(tiny_dataset
     assert len(starts) > 1
 
 
-def test_training_shapes_are_static(tiny_dataset):
+TRAIN_FRAMES = {'1_0': 64, '1_1': 48, '2_0': 80}
+
+
+def packed_stream(dataset, length, n_windows, seed=0):
+    """The first n_windows windows of the packed stream, in stream order (before
+    the shuffle pool), as numpy dicts."""
+    def build():
+        info = DatasetInfo.load(dataset)
+        queue = tf.train.string_input_producer(info.portion_files('train'), seed=seed)
+        segment = data_provider.read_segment(queue, info.frame_samples, info.embedding_dim)
+        return data_provider.packed_windows(segment, length)
+    return run_batches(build, max_batches=n_windows)
+
+
+def test_packed_stream_draws_every_frame_once_per_pass_segments_apart(tiny_dataset,
+                                                                       tiny_recordings):
+    assert {i: len(r['timestamps']) for i, r in tiny_recordings.items()
+            if r['portion'] == 'train'} == TRAIN_FRAMES
+    # One pass is 192 frames + 3 padding frames = 13 windows of 15: cut two passes.
+    windows = packed_stream(tiny_dataset, 15, 26)
+    stream = {name: np.concatenate([w[name] for w in windows]) for name in windows[0]}
+    ids = np.array([i.decode() for i in stream['id']])
+    padding = np.flatnonzero(stream['mask'] == 0)
+    # Exactly one padding frame before each segment: zeros, no id, no reset.
+    assert len(padding) == 6 and ids[padding].tolist() == [''] * 6
+    for name in ('audio', 'embeddings', 'labels', 'timestamps', 'reset'):
+        assert not np.any(stream[name][padding]), name
+    passes = []
+    for start, end in zip(padding, list(padding[1:]) + [len(ids)]):
+        name = ids[start + 1]
+        piece = slice(start + 1, end)
+        assert set(ids[piece]) == {name}
+        recording = tiny_recordings[name]
+        for key in ('audio', 'embeddings', 'labels', 'timestamps'):
+            np.testing.assert_array_equal(stream[key][piece], recording[key], err_msg=key)
+        # The LSTM starts afresh on the segment's first frame and nowhere else.
+        assert stream['reset'][start + 1] == 1 and stream['reset'][piece].sum() == 1
+        passes.append(name)
+    # Every train segment once per pass, in a shuffled order.
+    assert sorted(passes[:3]) == sorted(passes[3:]) == sorted(TRAIN_FRAMES)
+
+
+def test_packed_batches_are_mostly_real_frames(tiny_dataset, tiny_recordings):
+    batches = run_batches(lambda: data_provider.get_split(
+        tiny_dataset, 'train', 4, 16, is_training=True, seed=3, windows='packed'),
+        max_batches=20)
+    real = np.mean([b['mask'].mean() for b in batches])
+    # One padding frame per segment of 48-80 frames.
+    assert real > 0.97
+    for window in elements(batches):
+        for t in np.flatnonzero(window['mask']):
+            recording = tiny_recordings[window['id'][t]]
+            frame = window['timestamps'][t] // helper.LABEL_STEP_MS
+            np.testing.assert_array_equal(window['audio'][t], recording['audio'][frame])
+            assert window['reset'][t] == (frame == 0)
+
+
+@pytest.mark.parametrize('windows, id_shape', [('packed', [5, 100]), ('per_segment', [5])])
+def test_training_shapes_are_static(tiny_dataset, windows, id_shape):
     with tf.Graph().as_default():
-        batch = data_provider.get_split(tiny_dataset, 'train', 5, 100, is_training=True)
+        batch = data_provider.get_split(tiny_dataset, 'train', 5, 100, is_training=True,
+                                        windows=windows)
         shapes = {name: tensor.shape.as_list() for name, tensor in batch.items()}
-    assert shapes == {'audio': [5, 100, 250], 'embeddings': [5, 100, 8], 'labels': [5, 100, 2],
-                      'mask': [5, 100], 'id': [5], 'timestamps': [5, 100]}
+    expected = {'audio': [5, 100, 250], 'embeddings': [5, 100, 8], 'labels': [5, 100, 2],
+                'mask': [5, 100], 'id': id_shape, 'timestamps': [5, 100]}
+    if windows == 'packed':
+        expected['reset'] = [5, 100]
+    assert shapes == expected
     assert batch['timestamps'].dtype == tf.int64 and batch['mask'].dtype == tf.float32
 
 
-def test_whole_recordings_come_once_in_sorted_order_then_end(tiny_dataset, tiny_recordings):
+def test_whole_segments_come_once_in_segment_order_then_end(tiny_dataset, tiny_recordings):
     batches = run_batches(lambda: data_provider.get_split(
         tiny_dataset, 'train', 2, None, is_training=False))
     train_ids = sorted(i for i, r in tiny_recordings.items() if r['portion'] == 'train')
-    assert len(batches) == 2  # 3 recordings, batches of 2: the last holds one
+    assert train_ids == ['1_0', '1_1', '2_0']
+    assert len(batches) == 2  # 3 segments, batches of 2: the last holds one
     whole = list(elements(batches))
     assert [w['id'] for w in whole] == train_ids
     for window in whole:
@@ -109,7 +176,7 @@ def test_whole_recordings_come_once_in_sorted_order_then_end(tiny_dataset, tiny_
 
 
 @pytest.mark.parametrize('length', [7, 30, 100])
-def test_any_sequence_length_reassembles_every_recording(tiny_dataset, tiny_recordings, length):
+def test_any_sequence_length_reassembles_every_segment(tiny_dataset, tiny_recordings, length):
     batches = run_batches(lambda: data_provider.get_split(
         tiny_dataset, 'devel', 3, length, is_training=False, num_epochs=1))
     pieces = {}
@@ -127,13 +194,15 @@ def test_any_sequence_length_reassembles_every_recording(tiny_dataset, tiny_reco
         assert np.array_equal(audio, recording['audio'])
 
 
-def first_batches(dataset, seed):
+def first_batches(dataset, seed, windows):
     return run_batches(lambda: data_provider.get_split(
-        dataset, 'train', 3, 12, is_training=True, seed=seed), max_batches=8)
+        dataset, 'train', 3, 12, is_training=True, seed=seed, windows=windows), max_batches=8)
 
 
-def test_same_seed_same_batches_other_seed_other_batches(tiny_dataset):
-    first, again, other = (first_batches(tiny_dataset, seed) for seed in (5, 5, 6))
+@pytest.mark.slow
+@pytest.mark.parametrize('windows', data_provider.WINDOW_SCHEMES)
+def test_same_seed_same_batches_other_seed_other_batches(tiny_dataset, windows):
+    first, again, other = (first_batches(tiny_dataset, seed, windows) for seed in (5, 5, 6))
     for a, b in zip(first, again):
         for name in a:
             assert np.array_equal(a[name], b[name]), name
@@ -141,9 +210,11 @@ def test_same_seed_same_batches_other_seed_other_batches(tiny_dataset):
                not np.array_equal(a['id'], c['id']) for a, c in zip(first, other))
 
 
-def test_training_refuses_whole_recordings(tiny_dataset):
+def test_training_refuses_whole_segments_and_unknown_schemes(tiny_dataset):
     with tf.Graph().as_default(), pytest.raises(ValueError, match='sequence_length'):
         data_provider.get_split(tiny_dataset, 'train', 2, None, is_training=True)
+    with tf.Graph().as_default(), pytest.raises(ValueError, match='windows must be one of'):
+        data_provider.get_split(tiny_dataset, 'train', 2, 10, is_training=True, windows='x')
 
 
 @pytest.fixture
@@ -153,33 +224,15 @@ def dataset_copy(tiny_dataset, tmp_path):
     return copy
 
 
-def test_missing_dataset_says_to_run_the_generator(tmp_path):
-    with pytest.raises(helper.InputError, match='dataset.json: not found: run data_generator'):
-        data_provider.load_dataset_info(str(tmp_path / 'nowhere'))
-
-
-def test_malformed_dataset_json_names_the_problem(dataset_copy):
-    path = os.path.join(dataset_copy, 'dataset.json')
-    info = helper.read_json(path)
-    del info['frame_samples']
-    with open(path, 'w') as handle:
-        json.dump(info, handle)
-    with pytest.raises(helper.InputError, match='missing keys: frame_samples'):
-        data_provider.load_dataset_info(dataset_copy)
-    with open(path, 'w') as handle:
-        handle.write('{"sample_rate": ')
-    with pytest.raises(helper.InputError, match='not valid JSON'):
-        data_provider.load_dataset_info(dataset_copy)
-
-
-def test_missing_portion_directory_or_record_is_named(dataset_copy):
-    os.remove(os.path.join(dataset_copy, 'devel', 'tiny_devel_a.tfrecords'))
+def test_a_missing_record_is_named(dataset_copy):
+    os.remove(os.path.join(dataset_copy, 'devel', '3_1.tfrecords'))
     with tf.Graph().as_default(), pytest.raises(
-            helper.InputError, match='tiny_devel_a.tfrecords: listed in dataset.json but missing'):
+            helper.InputError, match='3_1.tfrecords: listed in .*dataset.json but missing'):
         data_provider.get_split(dataset_copy, 'devel', 1, None, is_training=False)
     shutil.rmtree(os.path.join(dataset_copy, 'test'))
-    with pytest.raises(helper.InputError, match='directory of portion test not found'):
-        data_provider.load_dataset_info(dataset_copy)
+    with tf.Graph().as_default(), pytest.raises(
+            helper.InputError, match='4_0.tfrecords: listed in .*dataset.json but missing'):
+        data_provider.get_split(dataset_copy, 'test', 1, None, is_training=False)
 
 
 def test_empty_portion_is_an_input_error(dataset_copy):
@@ -187,5 +240,5 @@ def test_empty_portion_is_an_input_error(dataset_copy):
     info = helper.read_json(path)
     info['partition']['test'] = []
     helper.write_json(path, info)
-    with tf.Graph().as_default(), pytest.raises(helper.InputError, match='no test recordings'):
+    with tf.Graph().as_default(), pytest.raises(helper.InputError, match='no test segments'):
         data_provider.get_split(dataset_copy, 'test', 1, 10, is_training=False)

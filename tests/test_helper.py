@@ -145,13 +145,87 @@ def test_read_audio_errors_name_the_file(tmp_path):
         helper.read_audio(empty, 16000)
 
 
-def test_audio_path_finds_other_containers_and_reports_missing(tmp_path):
-    audio_dir = tmp_path / 'audio'
-    audio_dir.mkdir()
-    (audio_dir / '7.mp4').write_bytes(b'x')
-    assert helper.audio_path(str(tmp_path), '7').endswith('7.mp4')
-    with pytest.raises(helper.InputError, match='no audio file for recording 8'):
-        helper.audio_path(str(tmp_path), '8')
+def test_muse_layout_paths_follow_the_distributed_package(tmp_path):
+    layout = helper.MuseLayout(str(tmp_path), 'c1_muse_wild')
+    task = os.path.join(str(tmp_path), 'c1_muse_wild')
+    assert layout.partition_path == os.path.join(str(tmp_path), 'metadata', 'partition.csv')
+    assert layout.transcript_path('12_3') == os.path.join(
+        task, 'transcription_segments', '12', '12_3.csv')
+    assert layout.label_path('valence', '12') == os.path.join(
+        task, 'label_segments', 'valence', '12.csv')
+
+
+def test_segment_audio_found_in_any_container_and_listed_in_segment_order(tmp_path):
+    layout = helper.MuseLayout(str(tmp_path))
+    audio_dir = layout.audio_dir('7')
+    os.makedirs(audio_dir)
+    for name in ['7_10.wav', '7_2.mp4', '7_1.wav', '._7_1.wav', '.DS_Store', '77_1.wav',
+                 'notes.txt', '7_x.wav']:
+        open(os.path.join(audio_dir, name), 'wb').close()
+    assert layout.audio_segments('7') == ['7_1', '7_2', '7_10']
+    assert layout.audio_path('7_2').endswith(os.path.join('7', '7_2.mp4'))
+    assert layout.audio_segments('8') == []
+    with pytest.raises(helper.InputError, match='no audio file for segment 7_3'):
+        layout.audio_path('7_3')
+
+
+def test_segment_names_split_on_the_last_underscore():
+    assert helper.segment_name('car_12', 4) == 'car_12_4'
+    assert helper.split_segment_name('car_12_4') == ('car_12', 4)
+    assert helper.video_of('12_0') == '12'
+    assert sorted(['10_1', '2_10', '2_9'], key=helper.segment_sort_key) == ['2_9', '2_10', '10_1']
+    for bad in ['12', '12_', '_3', '12_a']:
+        with pytest.raises(ValueError, match='not a segment name'):
+            helper.split_segment_name(bad)
+
+
+def test_work_outputs_are_grouped_by_video(tmp_path):
+    work = str(tmp_path)
+    assert helper.sync_map_path(work, '12_3') == os.path.join(work, 'sync_maps', '12', '12_3.csv')
+    assert helper.label_path(work, '12_3') == os.path.join(work, 'labels', '12', '12_3.csv')
+    os.makedirs(os.path.join(work, 'labels', '12'))
+    for name in ['12_10.csv', '12_3.csv', '.12_4.csv.x.tmp', '13_1.csv']:
+        open(os.path.join(work, 'labels', '12', name), 'w').close()
+    assert helper.work_segments(helper.labels_dir(work), '12') == ['12_3', '12_10']
+    assert helper.work_segments(helper.labels_dir(work), '99') == []
+
+
+ENTRY_SCRIPT = """
+import sys
+sys.path.insert(0, %r)
+from absl import flags
+import helper
+flags.DEFINE_string('fail', 'none', 'How to end.')
+flags.DEFINE_bool('verbose', False, 'Development messages.')
+
+def main(argv):
+    helper.development_msg('development message')
+    if flags.FLAGS.fail == 'input':
+        raise helper.InputError('in.csv', 3, 'bad cell')
+    if flags.FLAGS.fail == 'interrupt':
+        raise KeyboardInterrupt
+    return 0
+
+helper.run(main)
+"""
+
+
+@pytest.mark.parametrize('fail, status, message', [
+    ('none', 0, None), ('input', 1, 'in.csv, row 3: bad cell'), ('interrupt', 130, 'interrupted')])
+def test_run_turns_bad_input_and_ctrl_c_into_messages_and_exit_codes(tmp_path, fail, status,
+                                                                     message):
+    script = tmp_path / 'entry.py'
+    script.write_text(ENTRY_SCRIPT % REPO)
+    result = subprocess.run([sys.executable, str(script), '--fail', fail],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == status
+    assert 'Traceback' not in result.stderr
+    if message:
+        assert message in result.stderr
+    assert 'development message' not in result.stderr
+    verbose = subprocess.run([sys.executable, str(script), '--verbose'],
+                             capture_output=True, text=True, timeout=60)
+    assert 'development message' in verbose.stderr
 
 
 def _square(x):

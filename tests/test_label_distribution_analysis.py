@@ -1,14 +1,16 @@
-"""label_distribution_analysis.py: statistics table and distribution plots."""
+"""label_distribution_analysis.py and ser.distribution: statistics table and
+distribution plots over every segment of every video of the partition."""
 import csv
 import logging
 import os
+import shutil
 
 import matplotlib.image
 import numpy as np
 import pytest
 
 import helper
-import label_distribution_analysis as analysis
+from ser import distribution as analysis
 from label_fixtures import run_script, write, write_labels, write_partition
 
 PARTITION = {'1': 'train', '2': 'train', '3': 'devel', '4': 'test', '5': 'test'}
@@ -85,21 +87,21 @@ def test_curves_share_bins_and_are_densities_or_counts(labelled, density):
                 assert curve.sum() == len(frames[portion])
 
 
-def test_recordings_without_labels_are_errors_naming_every_file(labelled):
+def test_videos_without_labels_are_errors_naming_every_folder(labelled):
     work_dir, _ = labelled
-    missing = [os.path.join(helper.labels_dir(work_dir), i + '.csv') for i in ('3', '5')]
+    missing = [os.path.join(helper.labels_dir(work_dir), i) for i in ('3', '5')]
     for path in missing:
-        os.remove(path)
+        shutil.rmtree(path)
     result = run_script('label_distribution_analysis.py', '--work_dir', work_dir)
     assert result.returncode == 1
     for path in missing:
-        assert '%s: file not found' % path in result.stderr
+        assert '%s: no segment label files' % path in result.stderr
     assert not os.path.exists(helper.plots_dir(work_dir))
 
 
 def test_bad_labels_row_is_an_error_naming_file_and_row(labelled):
     work_dir, _ = labelled
-    path = os.path.join(helper.labels_dir(work_dir), '4.csv')
+    path = helper.label_path(work_dir, '4_2')
     with open(path, encoding='utf-8') as handle:
         lines = handle.read().splitlines(keepends=True)
     lines[2] = '250,nan,0.1\n'
@@ -122,4 +124,4 @@ def test_empty_set_is_left_out_with_a_warning_and_no_frames_at_all_is_an_error(l
     assert [row[1] for row in analysis.statistics_rows(values)] == ['train', 'devel'] * 2
     values, errors = analysis.read_set_values(work_dir, {})
     assert values == {}
-    assert 'no label rows for any recording' in str(errors[0])
+    assert 'no label rows for any video' in str(errors[0])

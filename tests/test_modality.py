@@ -1,8 +1,9 @@
 """--modality (both, audio, text) and ablation.py on the tiny dataset
 (tests/conftest.py): the model's first layers get zeros in place of the input
 it must not hear, in the inference graph and in the graph train.py trained;
-model.json records the modality; eval.py and predict.py refuse another one
+model.json records the modality; eval.py and the Predictor refuse another one
 unless allowed; an export keeps it; ablation.py's results aggregate its runs.
+Scripts run as commands; their logic is imported from ser.
 
 One ablation (2 seeds x 3 modalities, 2 steps each) is run once and its
 training directories serve the other tests as checkpoints of each modality."""
@@ -15,9 +16,9 @@ import sys
 import numpy as np
 import pytest
 
-import ablation
 import helper
 import models
+from ser import ablation, evaluation, export, inference, training
 
 tf = models.tf
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +26,7 @@ S, E = 250, 8                      # the tiny dataset's frame samples and embedd
 SEEDS = (0, 1)
 ABLATION_FLAGS = ['--seeds', ','.join(map(str, SEEDS)), '--max_steps', 2, '--sequence_length', 16,
                   '--batch_size', 2, '--hidden_units', 16, '--device', -1]
-RECORDING = 'tiny_test_a'
+RECORDING = '4_0'                  # the tiny dataset's test segment
 
 
 def script(name, *args):
@@ -126,8 +127,27 @@ def test_model_json_without_modality_means_both(tmp_path):
 
 
 def test_ablation_knows_the_models_modalities():
-    # ablation.py repeats the tuple to keep TensorFlow out of its process.
+    # ser.ablation repeats the tuple to keep TensorFlow out of its process.
     assert ablation.MODALITIES == models.MODALITIES
+
+
+def test_paired_differences_and_expectations_from_hand_made_runs():
+    records = [{'modality': m, 'seed': seed, 'ccc': {'arousal': a, 'valence': v},
+                'mean_ccc': (a + v) / 2, 'train_seconds': 60, 'eval_seconds': 1}
+               for m, seed, a, v in (('audio', 0, 0.6, 0.1), ('audio', 1, 0.7, 0.2),
+                                     ('audio', 2, 0.65, 0.1),
+                                     ('text', 0, 0.1, 0.5), ('text', 1, 0.2, 0.6),
+                                     ('text', 2, 0.1, 0.55))]
+    summary = ablation.summarise(records, ['audio', 'text'])
+    assert summary['audio']['arousal']['mean'] == pytest.approx(0.65)
+    assert summary['audio']['arousal']['std'] == pytest.approx(0.05)
+    paired = ablation.differences(records)
+    assert list(paired) == ['audio-text']
+    assert paired['audio-text']['arousal']['mean'] == pytest.approx(0.65 - 0.4 / 3)
+    assert paired['audio-text']['valence']['significant']
+    checks = {c['claim']: c['holds'] for c in ablation.check_expectations(paired)}
+    assert checks == {'audio alone beats text alone on arousal': True,
+                      'text alone beats audio alone on valence': True}
 
 
 # --------------------------------------------------------------------------
@@ -148,6 +168,7 @@ def run_dir(ablation_run, modality, seed=0):
     return os.path.join(ablation_run['output_dir'], 'runs', '%s_seed%d' % (modality, seed))
 
 
+@pytest.mark.slow
 def test_ablation_results_aggregate_the_runs(ablation_run):
     results = ablation_run['results']
     assert len(results['runs']) == len(SEEDS) * 3 and results['failed'] == []
@@ -181,6 +202,7 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
     assert 'Machine:' in report and '2 steps' in report and 'Interpretation' in report
 
 
+@pytest.mark.slow
 def test_ablation_rerun_skips_finished_runs_keeps_notes_and_refuses_another_schedule(
         ablation_run, tiny_dataset, tmp_path):
     output_dir, report = str(tmp_path / 'ablation'), str(tmp_path / 'RESULTS.md')
@@ -212,6 +234,7 @@ def test_ablation_rerun_skips_finished_runs_keeps_notes_and_refuses_another_sche
 # --------------------------------------------------------------------------
 # train.py
 # --------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('modality, silenced', [('text', 'audio'), ('audio', 'embeddings')])
 def test_the_graph_train_py_trained_receives_zeros(ablation_run, modality, silenced):
     """The training graph saved with the checkpoint, run on its own input
@@ -241,20 +264,21 @@ def test_the_graph_train_py_trained_receives_zeros(ablation_run, modality, silen
     np.testing.assert_array_equal(heard[kept].ravel(), delivered[kept].ravel())
 
 
+@pytest.mark.slow
 def test_train_refuses_to_resume_with_another_modality(ablation_run, tiny_dataset, tmp_path):
-    import train
     train_dir = str(tmp_path / 'text')
     shutil.copytree(run_dir(ablation_run, 'text'), train_dir)
     with pytest.raises(helper.InputError,
                        match="trained with modality 'text', not --modality=both"):
-        train.prepare_train_dir(tiny_dataset, train_dir, 16, 'both')
+        training.prepare_train_dir(tiny_dataset, train_dir, 16, 'both')
     assert models.read_model_config(train_dir)['modality'] == 'text'
-    train.prepare_train_dir(tiny_dataset, train_dir, 16, 'text')
+    training.prepare_train_dir(tiny_dataset, train_dir, 16, 'text')
 
 
 # --------------------------------------------------------------------------
 # eval.py
 # --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_eval_refuses_another_modality_unless_allowed(ablation_run, tiny_dataset, tmp_path):
     checkpoint = run_dir(ablation_run, 'audio')
     outputs = {}
@@ -275,10 +299,10 @@ def test_eval_refuses_another_modality_unless_allowed(ablation_run, tiny_dataset
     own = helper.read_json(os.path.join(checkpoint, 'eval_test.json'))
     assert (allowed['modality'], own['modality']) == ('both', 'audio')
     # Hearing the words too changes the predictions of the same weights.
-    with_words = np.loadtxt(os.path.join(outputs['allowed'], RECORDING + '.csv'), delimiter=',',
-                            skiprows=1)
-    without = np.loadtxt(os.path.join(checkpoint, 'predictions', 'test', RECORDING + '.csv'),
-                         delimiter=',', skiprows=1)
+    with_words = np.loadtxt(evaluation.prediction_path(outputs['allowed'], RECORDING),
+                            delimiter=',', skiprows=1)
+    without = np.loadtxt(evaluation.prediction_path(
+        os.path.join(checkpoint, 'predictions', 'test'), RECORDING), delimiter=',', skiprows=1)
     assert np.max(np.abs(with_words[:, 1:3] - without[:, 1:3])) > 1e-4
 
 
@@ -289,30 +313,31 @@ def other_sound(samples):
     return np.random.default_rng(7).normal(0, 0.3, len(samples)).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_predict_hears_what_the_model_was_trained_to_hear(ablation_run, tiny_recordings):
-    import predict
     samples, words = tiny_recordings[RECORDING]['samples'], tiny_recordings[RECORDING]['words']
-    with predict.Predictor.from_checkpoint(run_dir(ablation_run, 'text'), device=-1) as text:
+    with inference.Predictor.from_checkpoint(run_dir(ablation_run, 'text'), device=-1) as text:
         assert text.description['modality'] == 'text'
         reference = text.timeline(samples, words)[1]
         np.testing.assert_array_equal(text.timeline(other_sound(samples), words)[1], reference)
         assert np.max(np.abs(text.timeline(samples)[1] - reference)) > 1e-4
-    with predict.Predictor.from_checkpoint(run_dir(ablation_run, 'audio'), device=-1) as audio:
+    with inference.Predictor.from_checkpoint(run_dir(ablation_run, 'audio'), device=-1) as audio:
         assert audio.description['modality'] == 'audio'
         reference = audio.timeline(samples, words)[1]
         np.testing.assert_array_equal(audio.timeline(samples)[1], reference)
         assert np.max(np.abs(audio.timeline(other_sound(samples), words)[1] - reference)) > 1e-4
 
     with pytest.raises(helper.InputError, match='--allow_modality_mismatch'):
-        predict.Predictor.from_checkpoint(run_dir(ablation_run, 'text'), device=-1,
+        inference.Predictor.from_checkpoint(run_dir(ablation_run, 'text'), device=-1,
                                           modality='both')
-    with predict.Predictor.from_checkpoint(run_dir(ablation_run, 'text'), device=-1,
+    with inference.Predictor.from_checkpoint(run_dir(ablation_run, 'text'), device=-1,
                                            modality='both', allow_modality_mismatch=True) as both:
         assert both.description['modality'] == 'both'
         assert np.max(np.abs(both.timeline(other_sound(samples), words)[1]
                              - both.timeline(samples, words)[1])) > 1e-4
 
 
+@pytest.mark.slow
 def test_predict_command_refuses_another_modality(ablation_run, tiny_recordings, tmp_path):
     import soundfile
     wav, output = str(tmp_path / 'call.wav'), str(tmp_path / 'call.csv')
@@ -324,19 +349,18 @@ def test_predict_command_refuses_another_modality(ablation_run, tiny_recordings,
     assert not os.path.exists(output)
 
 
+@pytest.mark.slow
 def test_export_keeps_the_modality_in_its_graph(ablation_run, tiny_recordings, tmp_path):
-    import export_model
-    import predict
     samples, words = tiny_recordings[RECORDING]['samples'], tiny_recordings[RECORDING]['words']
     checkpoint = run_dir(ablation_run, 'text')
-    version_dir = export_model.export(checkpoint, None, str(tmp_path / 'exported'))
+    version_dir = export.export(checkpoint, None, str(tmp_path / 'exported'))
     assert models.read_model_config(os.path.join(version_dir, 'assets.extra'))['modality'] == 'text'
-    with predict.Predictor.from_checkpoint(checkpoint, device=-1) as from_checkpoint:
+    with inference.Predictor.from_checkpoint(checkpoint, device=-1) as from_checkpoint:
         expected = from_checkpoint.timeline(samples, words)[1]
-    with predict.Predictor.from_saved_model(version_dir, device=-1) as served:
+    with inference.Predictor.from_saved_model(version_dir, device=-1) as served:
         assert served.description['modality'] == 'text'
         np.testing.assert_allclose(served.timeline(samples, words)[1], expected, atol=1e-5)
         np.testing.assert_allclose(served.timeline(other_sound(samples), words)[1], expected,
                                    atol=1e-5)
     with pytest.raises(helper.InputError, match='fixed in its graph'):
-        predict.Predictor.from_saved_model(version_dir, device=-1, modality='both')
+        inference.Predictor.from_saved_model(version_dir, device=-1, modality='both')

@@ -123,6 +123,52 @@ def test_mask_stops_the_lstm_at_the_sequence_length():
         assert not np.isclose(out[row, :end], bias_only).any()
 
 
+def test_segments_packed_in_one_window_predict_as_if_alone():
+    """The data provider's packed window: segment a, a padding frame, segment b,
+    with `reset` on each segment's first frame. Each segment's predictions must
+    be those of the segment alone between padding frames: the LSTM starts
+    afresh and the convolutions do not reach across the padding frame."""
+    S, E = 250, 4
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(7, S)), rng.normal(size=(5, S))
+    a_words, b_words = rng.normal(size=(7, E)), rng.normal(size=(5, E))
+    gap, no_words = np.zeros((1, S)), np.zeros((1, E))
+
+    def row(*parts):
+        return np.concatenate(parts)[None]
+
+    def resets(length, *starts):
+        flags = np.zeros((1, length))
+        flags[0, list(starts)] = 1
+        return flags
+
+    graph = tf.Graph()
+    with graph.as_default():
+        audio = tf.placeholder(tf.float32, [None, None, S])
+        embeddings = tf.placeholder(tf.float32, [None, None, E])
+        reset = tf.placeholder(tf.float32, [None, None])
+        predictions = models.build_model(audio, embeddings, 16, is_training=False, reset=reset)
+        names = {v.op.name for v in tf.trainable_variables()}
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+
+            def predict(audio_row, words_row, reset_row):
+                return session.run(predictions, {audio: audio_row, embeddings: words_row,
+                                                 reset: reset_row})[0]
+            packed_audio, packed_words = row(gap, a, gap, b), row(no_words, a_words, no_words,
+                                                                 b_words)
+            packed = predict(packed_audio, packed_words, resets(14, 1, 9))
+            never_reset = predict(packed_audio, packed_words, resets(14))
+            a_alone = predict(row(gap, a, gap), row(no_words, a_words, no_words), resets(9, 1))
+            b_alone = predict(row(gap, b), row(no_words, b_words), resets(6, 1))
+    # The wrapper adds no variable scope: checkpoints load with or without it.
+    assert names == set(expected_variables(S, E, 16))
+    np.testing.assert_allclose(packed[1:8], a_alone[1:8], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(packed[9:], b_alone[1:], rtol=1e-5, atol=1e-6)
+    # Without the reset, segment b would hear segment a through the LSTM state.
+    assert np.abs(never_reset[9:] - b_alone[1:]).max() > 1e-3
+
+
 @pytest.mark.parametrize('S', [300, 4100])
 def test_frame_samples_must_be_a_multiple_of_250(S):
     with pytest.raises(ValueError, match='multiple of 250'):
@@ -140,15 +186,3 @@ def test_checkpoint_path_lists_the_existing_steps(tmp_path):
     assert len(models.checkpoint_files(str(tmp_path / 'model.ckpt-30'))) == 3
     with pytest.raises(models.helper.InputError, match='available steps: 10, 30, 200'):
         models.checkpoint_path(str(tmp_path), 20)
-
-
-def test_dataset_compatibility_names_the_difference(tmp_path):
-    base = {'sample_rate': 16000, 'frame_samples': 4000, 'label_step_ms': 250,
-            'embedding_dim': 100, 'embeddings': 'e.kv', 'label_names': ['arousal', 'valence'],
-            'partition': {'train': ['a']}}
-    models.helper.write_json(str(tmp_path / 'a.json'), base)
-    models.helper.write_json(str(tmp_path / 'b.json'), dict(base, partition={'train': ['b']}))
-    models.helper.write_json(str(tmp_path / 'c.json'), dict(base, embedding_dim=50))
-    models.check_dataset_compatible(str(tmp_path / 'a.json'), str(tmp_path / 'b.json'))
-    with pytest.raises(models.helper.InputError, match='embedding_dim: 100 vs 50'):
-        models.check_dataset_compatible(str(tmp_path / 'a.json'), str(tmp_path / 'c.json'))

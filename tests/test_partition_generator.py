@@ -1,12 +1,15 @@
-"""partition_generator.py: a seeded devel/test split of the labelled devel set."""
+"""partition_generator.py and ser.partition: a seeded devel/test split of the
+labelled devel videos; the partition is by video, every segment of a video in
+one set."""
 import os
+import shutil
 
 import numpy as np
 import pytest
 
 import helper
-import partition_generator
-from label_fixtures import run_script, write, write_labels, write_partition
+from ser import partition as partition_generator
+from label_fixtures import run_script, video_labels, write, write_labels, write_partition
 
 TRAIN = ['1', '2', '3']
 DEVEL = [str(i) for i in range(10, 30)]
@@ -18,10 +21,11 @@ LABELLED_DEVEL = [i for i in DEVEL if i != UNLABELLED_DEVEL]
 @pytest.fixture
 def corpus(tmp_path):
     """(muse_dir, work_dir): 3 train, 20 devel (one without labels) and 2
-    official test recordings without labels. Each recording's labels sit
-    around its own level, so that splits differ in balance."""
+    official test videos without labels; each labelled video has 1 to 3
+    segments. Each video's labels sit around its own level, so that splits
+    differ in balance."""
     muse_dir, work_dir = str(tmp_path / 'MuSe-CaR'), str(tmp_path / 'work')
-    write_partition(helper.muse_partition_path(muse_dir),
+    write_partition(helper.MuseLayout(muse_dir).partition_path,
                     {**{i: 'train' for i in TRAIN}, **{i: 'devel' for i in DEVEL},
                      **{i: 'test' for i in OFFICIAL_TEST}})
     rng = np.random.default_rng(7)
@@ -29,10 +33,12 @@ def corpus(tmp_path):
         frames = 8 + number % 5
         centre = np.array([np.sin(number), np.cos(2 * number)]) * 0.6
         write_labels(work_dir, recording_id,
-                     np.clip(centre + rng.normal(0, 0.2, (frames, 2)), -1, 1))
+                     np.clip(centre + rng.normal(0, 0.2, (frames, 2)), -1, 1),
+                     segments=1 + number % 3)
     # Hidden files in labels/ must not count as labels.
     write(os.path.join(helper.labels_dir(work_dir), '.DS_Store'), b'\x00\x05\x16\x07Bud1')
-    write(os.path.join(helper.labels_dir(work_dir), '._%s.csv' % UNLABELLED_DEVEL), b'\x00\xff')
+    write(os.path.join(helper.labels_dir(work_dir), UNLABELLED_DEVEL,
+                       '._%s_1.csv' % UNLABELLED_DEVEL), b'\x00\xff')
     return muse_dir, work_dir
 
 
@@ -53,15 +59,15 @@ def expected_statistic(work_dir, devel, test):
     values = {}
     for portion, ids in (('devel', devel), ('test', test)):
         values[portion] = np.concatenate([
-            helper.read_labels(helper.label_path(work_dir, i))[1] for i in ids])
+            video_labels(work_dir, i) for i in ids])
     return sum(ks_statistic(values['devel'][:, d], values['test'][:, d]) for d in range(2))
 
 
 def test_format_partition_gives_counts_then_ids_in_numeric_order():
     text = partition_generator.format_partition(
         {'10': 'devel', '2': 'train', '1': 'train', 'b7': 'devel', '9': 'devel'})
-    assert text.splitlines() == ['train    2 recordings', 'devel    3 recordings',
-                                 'test     0 recordings', 'train: 1 2', 'devel: 9 10 b7',
+    assert text.splitlines() == ['train    2 videos', 'devel    3 videos',
+                                 'test     0 videos', 'train: 1 2', 'devel: 9 10 b7',
                                  'test:']
 
 
@@ -79,7 +85,7 @@ def test_same_seed_same_split_and_different_seeds_differ():
 @pytest.mark.parametrize('fraction, test_count', [
     (0.01, 1), (0.1, 2), (0.25, 5), (0.5, 10), (0.75, 14), (0.9, 17), (0.99, 18)])
 def test_test_fraction_moves_the_rounded_share_of_devel_to_test(fraction, test_count):
-    # 19 labelled devel recordings: 19 * fraction rounded, at least 1, at most 18.
+    # 19 labelled devel videos: 19 * fraction rounded, at least 1, at most 18.
     (devel, test), = partition_generator.candidate_splits(LABELLED_DEVEL, fraction, 0, 1)
     assert len(test) == test_count
     assert sorted(devel + test) == sorted(LABELLED_DEVEL)
@@ -107,13 +113,14 @@ def test_command_line_keeps_train_splits_labelled_devel_and_leaves_out_the_rest(
     assert (ids_of(partition, 'train'), ids_of(partition, 'devel'),
             ids_of(partition, 'test')) == (TRAIN, devel, test)
     # Current partition, then the new one, are printed.
-    assert 'devel   20 recordings' in result.stdout
+    assert 'devel   20 videos' in result.stdout
     assert 'devel: %s' % ' '.join(DEVEL) in result.stdout
     assert 'test: %s' % ' '.join(test) in result.stdout
     assert '%.4f' % expected_statistic(work_dir, devel, test) in result.stdout
     assert UNLABELLED_DEVEL in result.stderr and 'official test' in result.stderr
 
 
+@pytest.mark.slow
 def test_command_line_balance_trials_writes_the_chosen_split(corpus, tmp_path):
     muse_dir, work_dir = corpus
     output = str(tmp_path / 'balanced.csv')
@@ -152,7 +159,7 @@ def test_command_line_refuses_bad_flags(corpus, arguments, message):
 
 def test_command_line_refuses_to_overwrite_the_muse_partition(corpus):
     muse_dir, work_dir = corpus
-    muse_partition = helper.muse_partition_path(muse_dir)
+    muse_partition = helper.MuseLayout(muse_dir).partition_path
     with open(muse_partition, 'rb') as handle:
         original = handle.read()
     result = run_script('partition_generator.py', '--muse_dir', muse_dir,
@@ -163,12 +170,12 @@ def test_command_line_refuses_to_overwrite_the_muse_partition(corpus):
         assert handle.read() == original
 
 
-def test_command_line_needs_two_labelled_devel_recordings(corpus):
+def test_command_line_needs_two_labelled_devel_videos(corpus):
     muse_dir, work_dir = corpus
-    for recording_id in LABELLED_DEVEL[1:]:
-        os.remove(os.path.join(helper.labels_dir(work_dir), recording_id + '.csv'))
+    for video_id in LABELLED_DEVEL[1:]:
+        shutil.rmtree(os.path.join(helper.labels_dir(work_dir), video_id))
     result = run_script('partition_generator.py', '--muse_dir', muse_dir,
                         '--work_dir', work_dir)
     assert result.returncode == 1
-    assert 'devel has 1 labelled recording(s); at least 2 are needed' in result.stderr
+    assert 'devel has 1 labelled video(s); at least 2 are needed' in result.stderr
     assert not os.path.exists(helper.partition_path(work_dir))

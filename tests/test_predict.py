@@ -1,44 +1,31 @@
-"""predict.py and export_model.py on a model trained for a few steps on the
-tiny dataset (1000 Hz, so 250 samples per frame; 8-value embeddings).
+"""predict.py, export_model.py and the library under them (ser.inference,
+ser.export) on seeded random checkpoints at the tiny dataset's shapes (1000 Hz,
+so 250 samples per frame; 8-value embeddings).
 
-The command-line runs whose exit status matters go through a subprocess; the
-many bad-input cases call predict.main in this process (same flags, same
-code, a fraction of the start-up time) and check its status, its message and
-that no output file is left behind."""
+The logic is tested by calling ser.* in this process; the scripts, whose exit
+status and files matter, run as commands (the slow tier)."""
 
 import json
-import logging
 import math
 import os
 import shutil
 import subprocess
-import sys
 
-from absl import app, flags
 import numpy as np
 import pytest
 import soundfile
 import soxr
 
 import helper
-import models
-import predict
+from model_fixtures import PYTHON, STEPS, run_script, write_random_checkpoint
+from ser import dataset, export, inference
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = sys.executable
-FLAGS = flags.FLAGS
-STEPS = 3
 TOLERANCE = 1e-4
-RECORDING = 'tiny_test_a'
+RECORDING = '4_0'
 # The WAV given to predict.py is stereo at another rate than the model's, so
 # the rate must come from dataset.json and the channels be mixed down.
 WAV_RATE = 8000
 SENTENCE = 'the engine is quiet and the seat is great'
-
-
-def run_script(script, *args):
-    return subprocess.run([PYTHON, os.path.join(REPO, script)] + [str(a) for a in args],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 def read_timeline(path):
@@ -48,22 +35,22 @@ def read_timeline(path):
 
 
 # --------------------------------------------------------------------------
-# Fixtures: one trained model, its export, one recording with its words
+# Fixtures: a model, its export, one recording with its words
 # --------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def model(tiny_dataset, tmp_path_factory):
-    """{'train_dir', 'export_dir'}: train.py for STEPS steps (checkpoints 0 and
-    STEPS), then export_model.py."""
+    """{'train_dir', 'export_dir'}: checkpoints 0 and 3, and the export of 3."""
     root = tmp_path_factory.mktemp('predict_model')
-    train_dir, export_dir = root / 'checkpoints', root / 'exported'
-    trained = run_script('train.py', '--dataset_dir', tiny_dataset, '--train_dir', train_dir,
-                         '--max_steps', STEPS, '--batch_size', 2, '--sequence_length', 20,
-                         '--hidden_units', 16, '--device', -1)
-    assert trained.returncode == 0, trained.stderr
-    exported = run_script('export_model.py', '--checkpoint', train_dir, '--export_dir',
-                          export_dir)
-    assert exported.returncode == 0, exported.stderr
-    return {'train_dir': str(train_dir), 'export_dir': str(export_dir)}
+    train_dir = write_random_checkpoint(root / 'checkpoints', tiny_dataset)
+    export_dir = str(root / 'exported')
+    export.export(train_dir, None, export_dir)
+    return {'train_dir': train_dir, 'export_dir': export_dir}
+
+
+@pytest.fixture(scope='module')
+def predictor(model):
+    with inference.Predictor.from_checkpoint(model['train_dir'], device=-1) as loaded:
+        yield loaded
 
 
 @pytest.fixture(scope='module')
@@ -98,47 +85,10 @@ def cli_runs(model, recording, tmp_path_factory):
     return runs
 
 
-@pytest.fixture(scope='module')
-def predictor(model):
-    with predict.Predictor.from_checkpoint(model['train_dir'], device=-1) as loaded:
-        yield loaded
-
-
-# predict.py's own flags. A script imported into this process after it may
-# redefine a flag of the same name (allow_override) with another default, e.g.
-# eval.py's --checkpoint; predict.main must see its own.
-PREDICT_FLAGS = {flag.name: flag for flag in FLAGS.get_key_flags_for_module(predict)}
-
-
-def run_main(capsys, *args):
-    """predict.main with this command line, in this process: (status, stderr);
-    a usage error gives ('usage', its message)."""
-    replaced = {name: FLAGS[name] for name, flag in PREDICT_FLAGS.items()
-                if FLAGS[name] is not flag}
-    saved_logging = logging.root.handlers[:], logging.root.level
-    was_parsed = FLAGS.is_parsed()
-    FLAGS.unparse_flags()
-    try:
-        for name in replaced:
-            FLAGS[name] = PREDICT_FLAGS[name]
-        FLAGS(['predict.py', '--device', '-1'] + [str(a) for a in args])
-        status = predict.main([])
-    except app.UsageError as error:
-        return 'usage', str(error)
-    finally:
-        FLAGS.unparse_flags()
-        for name, flag in replaced.items():
-            FLAGS[name] = flag
-        if was_parsed:
-            FLAGS.mark_as_parsed()
-        logging.root.handlers[:] = saved_logging[0]
-        logging.root.setLevel(saved_logging[1])
-    return status, capsys.readouterr().err
-
-
 # --------------------------------------------------------------------------
-# The timeline
+# The timeline, through the commands
 # --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_saved_model_gives_the_checkpoints_timeline(cli_runs):
     timestamps, from_checkpoint = read_timeline(cli_runs['checkpoint']['csv'])
     saved_timestamps, from_saved_model = read_timeline(cli_runs['saved_model']['csv'])
@@ -148,6 +98,7 @@ def test_saved_model_gives_the_checkpoints_timeline(cli_runs):
     assert np.ptp(from_checkpoint, axis=0).min() > 1e-3
 
 
+@pytest.mark.slow
 def test_one_row_per_250_ms_over_the_whole_audio(cli_runs, recording):
     with open(cli_runs['checkpoint']['csv'], encoding='utf-8') as handle:
         assert handle.readline().strip() == 'timestamp,arousal,valence'
@@ -159,6 +110,7 @@ def test_one_row_per_250_ms_over_the_whole_audio(cli_runs, recording):
     assert np.all(np.abs(values) < 1)
 
 
+@pytest.mark.slow
 def test_plot_and_summary(cli_runs, recording):
     with open(cli_runs['checkpoint']['png'], 'rb') as handle:
         assert handle.read(8) == b'\x89PNG\r\n\x1a\n'
@@ -167,11 +119,73 @@ def test_plot_and_summary(cli_runs, recording):
     assert summary['words'] == len(recording['words'])
     assert summary['sample_rate'] == 1000
     assert summary['frames'] == math.ceil(recording['duration'] / 0.25)
-    assert summary['model']['step'] == STEPS
-    timestamps, values = read_timeline(cli_runs['saved_model']['csv'])
+    assert summary['model']['step'] == STEPS[-1]
+    _, values = read_timeline(cli_runs['saved_model']['csv'])
     assert summary['mean']['valence'] == pytest.approx(values[:, 1].mean(), abs=1e-5)
 
 
+@pytest.mark.slow
+def test_text_transcript_and_none(model, tmp_path):
+    """--text and --transcript are aligned with aeneas (the same words, none
+    spread); without text the model hears zeros where the words were."""
+    wav = tmp_path / 'spoken.wav'
+    subprocess.run(['espeak', '-w', str(wav), SENTENCE], check=True, capture_output=True)
+    duration = soundfile.info(str(wav)).duration
+    transcript = tmp_path / 'sentences.csv'
+    transcript.write_text('start,end,sentence\n0.0,%.3f,"%s."\n'
+                          % (duration, SENTENCE.capitalize()))
+    texts = {'text': ['--text', SENTENCE.upper() + '!'], 'transcript': ['--transcript', transcript],
+             'none': []}
+    timelines = {}
+    for name, arguments in texts.items():
+        output, summary_path = tmp_path / (name + '.csv'), tmp_path / (name + '.json')
+        result = run_script('predict.py', '--saved_model', model['export_dir'], '--audio', wav,
+                            *arguments, '--output', output, '--json', summary_path,
+                            '--device', -1)
+        assert result.returncode == 0, result.stderr
+        summary = helper.read_json(str(summary_path))
+        assert summary['text'] == name
+        if name == 'none':
+            assert summary['words'] is None
+            assert 'acoustic only' in result.stderr
+        else:
+            assert summary['words'] == len(SENTENCE.split())
+            assert summary['fallback_sentences'] == 0   # aeneas aligned it, no spreading
+        timestamps, timelines[name] = read_timeline(str(output))
+        assert len(timestamps) == math.ceil(duration / 0.25)
+    assert np.max(np.abs(timelines['text'] - timelines['none'])) > 1e-3
+
+
+@pytest.mark.slow
+def test_command_line_errors(model, recording, tmp_path):
+    """Bad input: exit status 1, the message on stderr, no output file; a
+    flag of another script is refused."""
+    words = tmp_path / 'asr.csv'
+    words.write_text('start,end,word\n0.5,0.9,fast\n2.0,1.5,slow\n')
+    output = tmp_path / 'timeline.csv'
+    base = ['--audio', recording['wav'], '--output', output, '--device', -1]
+    cases = [
+        (['--checkpoint', model['train_dir'], '--words', words], '%s, row 3' % words),
+        (['--checkpoint', model['train_dir'], '--saved_model', model['export_dir']],
+         'exactly one of --checkpoint and --saved_model'),
+        ([], 'exactly one of --checkpoint and --saved_model'),
+        (['--checkpoint', model['train_dir'], '--words', words, '--text', 'fast slow'],
+         'at most one of --text, --transcript and --words'),
+        (['--checkpoint', model['train_dir'], '--language', 'klingon'],
+         'not a language code espeak knows'),
+        (['--checkpoint', model['train_dir'], '--word2vec_epochs', 5],
+         'Unknown command line flag \'word2vec_epochs\''),
+    ]
+    for arguments, message in cases:
+        result = run_script('predict.py', *arguments, *base)
+        assert result.returncode == 1, (arguments, result.stderr)
+        assert message in result.stderr, arguments
+    assert sorted(os.listdir(tmp_path)) == ['asr.csv']
+
+
+# --------------------------------------------------------------------------
+# The library: Predictor and the text inputs
+# --------------------------------------------------------------------------
 def test_words_reach_the_model(predictor, recording):
     samples = recording['samples']
     # Speech starts after 2 s, so that the first frames have no word.
@@ -194,67 +208,110 @@ def test_words_reach_the_model(predictor, recording):
     assert np.max(np.abs(with_words - acoustic_only)) > 1e-3
 
 
-def test_without_text_the_model_hears_only_audio(model, recording, cli_runs, tmp_path, capsys):
-    output, summary_path = tmp_path / 'none.csv', tmp_path / 'none.json'
-    status, stderr = run_main(capsys, '--checkpoint', model['train_dir'], '--audio',
-                              recording['wav'], '--output', output, '--json', summary_path)
-    assert status == 0, stderr
-    assert 'acoustic only' in stderr
-    summary = helper.read_json(str(summary_path))
-    assert (summary['text'], summary['words']) == ('none', None)
-    _, acoustic_only = read_timeline(str(output))
-    _, with_words = read_timeline(cli_runs['checkpoint']['csv'])
-    assert acoustic_only.shape == with_words.shape
-    assert np.max(np.abs(acoustic_only - with_words)) > 1e-3
+def test_steps_selects_the_checkpoint(model, recording):
+    outputs = {}
+    for steps in STEPS:
+        with inference.Predictor.from_checkpoint(model['train_dir'], steps, device=-1) as loaded:
+            assert loaded.description['step'] == steps
+            outputs[steps] = loaded.timeline(recording['samples'], recording['words'])[1]
+    assert np.max(np.abs(outputs[STEPS[0]] - outputs[STEPS[-1]])) > 1e-4
 
 
 def test_asr_tokens_are_normalised(tmp_path):
     path = tmp_path / 'asr.csv'
     path.write_text('start,end,word\n0.0,0.5,Great!\n\n0.5,0.6,<laugh>\n1.0,2.0,e-mail\n')
-    words = predict.read_words(str(path))
+    words = inference.read_words(str(path))
     # The filler is left out; e-mail shares its span by character length.
     assert [word for _, _, word in words] == ['great', 'e', 'mail']
     np.testing.assert_allclose([span for *span, _ in words], [[0.0, 0.5], [1.0, 1.2], [1.2, 2.0]])
 
 
-def test_transcript_is_aligned(model, tmp_path, capsys):
-    wav = tmp_path / 'spoken.wav'
-    subprocess.run(['espeak', '-w', str(wav), SENTENCE], check=True, capture_output=True)
-    duration = soundfile.info(str(wav)).duration
-    transcript = tmp_path / 'transcript.csv'
-    transcript.write_text('start,end,sentence\n0.0,%.3f,"%s."\n'
-                          % (duration, SENTENCE.capitalize()))
-    output, summary_path = tmp_path / 'spoken.csv', tmp_path / 'spoken.json'
-    status, stderr = run_main(capsys, '--saved_model', model['export_dir'], '--audio', wav,
-                              '--transcript', transcript, '--output', output, '--json',
-                              summary_path)
-    assert status == 0, stderr
-    summary = helper.read_json(str(summary_path))
-    assert summary['text'] == 'transcript'
-    assert summary['words'] == len(SENTENCE.split())
-    assert summary['fallback_sentences'] == 0   # aeneas aligned it, no spreading
-    timestamps, _ = read_timeline(str(output))
-    assert len(timestamps) == math.ceil(duration / 0.25)
+BAD_TEXT = {
+    # (reader, case): (file content, what the message must say)
+    ('words', 'end_before_start'): ('start,end,word\n0.5,0.9,fast\n2.0,1.5,slow\n', 'row 3'),
+    ('words', 'negative_time'): ('start,end,word\n-0.5,0.5,fast\n', 'row 2'),
+    ('words', 'not_a_number'): ('start,end,word\n0.5,soon,fast\n', "'soon' is not a valid float"),
+    ('words', 'empty_word'): ('start,end,word\n0.5,0.9,fast\n1.0,1.5,\n', 'row 3: empty word'),
+    ('words', 'wrong_header'): ('begin,end,word\n0.5,0.9,fast\n', 'header is begin,end,word'),
+    ('transcript', 'end_before_start'): ('start,end,sentence\n2.0,1.0,the seat is great\n',
+                                         'row 2'),
+    ('transcript', 'past_the_audio'): ('start,end,sentence\n0.0,60.0,the seat is great\n',
+                                       'past the end'),
+    ('transcript', 'no_words'): ('start,end,sentence\n0.0,1.0,<laugh>\n', 'has no words'),
+}
 
 
-def test_steps_selects_the_checkpoint(model, recording):
-    outputs = {}
-    for steps in (0, STEPS):
-        with predict.Predictor.from_checkpoint(model['train_dir'], steps, device=-1) as loaded:
-            assert loaded.description['step'] == steps
-            outputs[steps] = loaded.timeline(recording['samples'], recording['words'])[1]
-    assert np.max(np.abs(outputs[0] - outputs[STEPS])) > 1e-4
+@pytest.mark.parametrize('reader, case', sorted(BAD_TEXT))
+def test_bad_text_file(reader, case, tmp_path):
+    content, message = BAD_TEXT[reader, case]
+    path = tmp_path / 'text.csv'
+    path.write_text(content)
+    with pytest.raises(helper.InputError) as error:
+        if reader == 'words':
+            inference.read_words(str(path))
+        else:
+            inference.read_transcript(str(path), duration=10.0)
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def _checkpoint_without_dataset(model, directory):
+    copy = directory / 'no_dataset'
+    shutil.copytree(model['train_dir'], copy)
+    os.remove(copy / 'dataset.json')
+    return lambda: inference.Predictor.from_checkpoint(str(copy), device=-1)
+
+
+BAD_MODELS = {
+    'checkpoint_without_dataset_json': (_checkpoint_without_dataset, 'dataset.json: not found'),
+    'missing_step': (lambda m, d: lambda: inference.Predictor.from_checkpoint(
+        m['train_dir'], 99, device=-1), 'no checkpoint for step 99; available steps: 0, 3'),
+    'not_a_saved_model': (lambda m, d: lambda: inference.Predictor.from_saved_model(
+        m['train_dir'], device=-1), 'no saved_model.pb'),
+    'saved_model_in_another_modality': (lambda m, d: lambda: inference.Predictor.from_saved_model(
+        m['export_dir'], device=-1, modality='audio'), 'fixed in its graph'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD_MODELS))
+def test_bad_model(case, model, tmp_path):
+    make, message = BAD_MODELS[case]
+    with pytest.raises(helper.InputError) as error:
+        make(model, tmp_path)()
+    assert message in str(error.value)
+
+
+# --------------------------------------------------------------------------
+# Audio in memory (what serve.py decodes)
+# --------------------------------------------------------------------------
+def test_decoded_bytes_equal_the_file_read(recording):
+    with open(recording['wav'], 'rb') as handle:
+        data = handle.read()
+    decoded = inference.decode_audio(data, [1000, 16000])
+    for rate in (1000, 16000):
+        np.testing.assert_array_equal(decoded[rate], helper.read_audio(recording['wav'], rate))
+
+
+def test_decoding_refuses_what_is_not_whole_audio(recording):
+    with open(recording['wav'], 'rb') as handle:
+        data = handle.read()
+    for bad, message in ((data[:len(data) // 2], 'truncated WAV'),
+                         (b'no audio here' * 50, 'not audio')):
+        with pytest.raises(helper.InputError) as error:
+            inference.decode_audio(bad, [1000], name='upload')
+        assert str(error.value).startswith('upload: ') and message in str(error.value)
+    with pytest.raises(inference.TooLong):
+        inference.decode_audio(data, [1000], max_seconds=recording['duration'] - 1)
 
 
 # --------------------------------------------------------------------------
 # The export
 # --------------------------------------------------------------------------
 def test_export_layout_and_signature(model, predictor, recording):
-    assert helper.list_dir(model['export_dir']) == [str(STEPS)]   # no staging left over
-    version_dir = os.path.join(model['export_dir'], str(STEPS))
+    assert helper.list_dir(model['export_dir']) == [str(STEPS[-1])]   # no staging left over
+    version_dir = os.path.join(model['export_dir'], str(STEPS[-1]))
     assert sorted(os.listdir(os.path.join(version_dir, 'assets.extra'))) == [
         'dataset.json', 'embeddings', 'model.json']
-    tf = models.tf
+    tf = inference.tf
     graph = tf.Graph()
     with tf.Session(graph=graph) as session:
         meta_graph = tf.saved_model.loader.load(session, ['serve'], version_dir)
@@ -277,6 +334,16 @@ def test_export_layout_and_signature(model, predictor, recording):
         assert np.max(np.abs(served - alone)) <= TOLERANCE
 
 
+def test_a_moved_export_still_finds_its_word_vectors(model, predictor, recording, tmp_path):
+    moved = tmp_path / 'elsewhere'
+    shutil.copytree(model['export_dir'], moved)
+    with inference.Predictor.from_saved_model(str(moved), device=-1) as loaded:
+        assert loaded.dataset.embeddings_path.startswith(str(moved))
+        _, served = loaded.timeline(recording['samples'], recording['words'])
+    _, expected = predictor.timeline(recording['samples'], recording['words'])
+    assert np.max(np.abs(served - expected)) <= TOLERANCE
+
+
 TF2_LOAD = '''
 import json, sys
 import numpy as np
@@ -288,6 +355,7 @@ print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}))
 '''
 
 
+@pytest.mark.slow
 def test_export_loads_in_tensorflow_2(model, predictor, recording, tmp_path):
     """tf.saved_model.load in eager mode, as TF2 code (and TF Serving's loader) reads it."""
     audio, embeddings = predictor.model_inputs(recording['samples'], recording['words'])
@@ -295,8 +363,9 @@ def test_export_loads_in_tensorflow_2(model, predictor, recording, tmp_path):
     np.savez(arrays, audio=audio[None], embeddings=embeddings[None])
     # A plain TensorFlow 2 process: Keras 3, eager, none of helper.py's settings.
     environment = {k: v for k, v in os.environ.items() if k != 'TF_USE_LEGACY_KERAS'}
-    result = subprocess.run([PYTHON, '-c', TF2_LOAD, os.path.join(model['export_dir'], str(STEPS)),
-                             arrays], capture_output=True, text=True, timeout=300, env=environment)
+    result = subprocess.run([PYTHON, '-c', TF2_LOAD,
+                             os.path.join(model['export_dir'], str(STEPS[-1])), arrays],
+                            capture_output=True, text=True, timeout=300, env=environment)
     assert result.returncode == 0, result.stderr
     served = json.loads(result.stdout.strip().splitlines()[-1])
     expected = predictor.predict(audio, embeddings)
@@ -304,104 +373,133 @@ def test_export_loads_in_tensorflow_2(model, predictor, recording, tmp_path):
         assert np.max(np.abs(np.array(served[name][0]) - expected[:, index])) <= TOLERANCE
 
 
+@pytest.mark.slow
+def test_export_command(model, tmp_path):
+    """export_model.py as a command: the version directory, a rerun skipped,
+    --overwrite replacing it, a missing step refused."""
+    export_dir = tmp_path / 'exported'
+    arguments = ['--checkpoint', model['train_dir'], '--export_dir', export_dir]
+    first = run_script('export_model.py', *arguments, '--steps', STEPS[0])
+    assert first.returncode == 0, first.stderr
+    assert os.listdir(export_dir) == [str(STEPS[0])]
+    again = run_script('export_model.py', *arguments, '--steps', STEPS[0])
+    assert again.returncode == 0 and 'skipped' in again.stderr
+    replaced = run_script('export_model.py', *arguments, '--steps', STEPS[0], '--overwrite')
+    assert replaced.returncode == 0, replaced.stderr
+    assert os.listdir(export_dir) == [str(STEPS[0])]
+    missing = run_script('export_model.py', *arguments, '--steps', 99)
+    assert missing.returncode == 1
+    assert 'no checkpoint for step 99' in missing.stderr
+
+
 # --------------------------------------------------------------------------
-# Bad input: a clear message, a non-zero exit, no output file
+# Chunks: long recordings in bounded memory, the one-pass timeline
 # --------------------------------------------------------------------------
-def _checkpoint_without_dataset(model, directory):
-    copy = directory / 'no_dataset'
-    shutil.copytree(model['train_dir'], copy)
-    os.remove(copy / 'dataset.json')
-    return ['--checkpoint', copy]
+def long_recording(minutes, seed=0):
+    """Noise at 1000 Hz whose loudness changes every few seconds, and a word
+    every 2 s: (samples, words)."""
+    rng = np.random.default_rng(seed)
+    seconds = int(minutes * 60)
+    loudness = np.repeat(rng.uniform(0.05, 1.0, seconds // 3 + 1), 3000)[:seconds * 1000]
+    samples = (rng.standard_normal(seconds * 1000 + 130) * np.r_[loudness, loudness[:130]])
+    vocabulary = ['engine', 'seat', 'great', 'awful', 'quiet', 'price']
+    words = [(start + 0.3, start + 1.1, vocabulary[index % len(vocabulary)])
+             for index, start in enumerate(range(0, seconds - 2, 2))]
+    return samples.astype(np.float32), words
 
 
-BAD_TEXT = {
-    # (text flag, case): (file content, what the message must say)
-    ('words', 'end_before_start'): ('start,end,word\n0.5,0.9,fast\n2.0,1.5,slow\n', 'row 3'),
-    ('words', 'negative_time'): ('start,end,word\n-0.5,0.5,fast\n', 'row 2'),
-    ('words', 'not_a_number'): ('start,end,word\n0.5,soon,fast\n', "'soon' is not a valid float"),
-    ('words', 'empty_word'): ('start,end,word\n0.5,0.9,fast\n1.0,1.5,\n', 'row 3: empty word'),
-    ('words', 'wrong_header'): ('begin,end,word\n0.5,0.9,fast\n', 'header is begin,end,word'),
-    ('transcript', 'end_before_start'): ('start,end,sentence\n2.0,1.0,the seat is great\n',
-                                         'row 2'),
-    ('transcript', 'past_the_audio'): ('start,end,sentence\n0.0,60.0,the seat is great\n',
-                                       'past the end'),
-}
+def test_the_convolutions_reach_less_than_a_frame():
+    """123 samples back and 184 ahead of the 250 behind an acoustic output,
+    from the conv widths 8, 6, 6 and pools 10, 5, 5: one frame of context on
+    either side of a chunk is enough."""
+    assert (inference.REACH_BEFORE, inference.REACH_AFTER) == (123, 184)
 
 
-@pytest.mark.parametrize('text_flag, case', sorted(BAD_TEXT))
-def test_bad_text_file(text_flag, case, model, recording, tmp_path, capsys):
-    content, message = BAD_TEXT[text_flag, case]
-    text = tmp_path / 'text.csv'
-    text.write_text(content)
-    output = tmp_path / 'out' / 'timeline.csv'
-    status, stderr = run_main(capsys, '--checkpoint', model['train_dir'], '--audio',
-                              recording['wav'], '--' + text_flag, text, '--output', output)
-    assert status == 1
-    assert str(text) in stderr and message in stderr
-    assert not output.parent.exists() or not os.listdir(output.parent)
+def test_chunks_of_any_size_give_the_one_pass_timeline(predictor, recording):
+    samples, words = recording['samples'], recording['words']
+    _, one_pass = predictor.timeline(samples, words, chunk_seconds=0)
+    for seconds in (0.25, 1.75, 5.0, 9.75):
+        _, chunked = predictor.timeline(samples, words, chunk_seconds=seconds)
+        assert np.max(np.abs(chunked - one_pass)) <= TOLERANCE, seconds
 
 
-BAD_SETUPS = {
-    # name: (arguments from (model, recording, tmp_path), expected status, message)
-    'unreadable_audio': (lambda m, r, d: ['--checkpoint', m['train_dir'], '--audio',
-                                          _write(d / 'noise.wav', b'not audio at all')],
-                         1, 'unreadable audio'),
-    'missing_audio': (lambda m, r, d: ['--checkpoint', m['train_dir'], '--audio', d / 'gone.wav'],
-                      1, 'gone.wav: file not found'),
-    'empty_audio': (lambda m, r, d: ['--checkpoint', m['train_dir'], '--audio',
-                                     _empty_wav(d / 'empty.wav')], 1, 'audio is empty'),
-    'checkpoint_without_dataset_json': (
-        lambda m, r, d: _checkpoint_without_dataset(m, d) + ['--audio', r['wav']],
-        1, 'dataset.json: file not found'),
-    'missing_step': (lambda m, r, d: ['--checkpoint', m['train_dir'], '--steps', 99,
-                                      '--audio', r['wav']],
-                     1, 'no checkpoint for step 99; available steps: 0, %d' % STEPS),
-    'not_a_saved_model': (lambda m, r, d: ['--saved_model', m['train_dir'], '--audio', r['wav']],
-                          1, 'no saved_model.pb'),
-    'both_models': (lambda m, r, d: ['--checkpoint', m['train_dir'], '--saved_model',
-                                     m['export_dir'], '--audio', r['wav']],
-                    'usage', 'exactly one of --checkpoint and --saved_model'),
-    'no_model': (lambda m, r, d: ['--audio', r['wav']],
-                 'usage', 'exactly one of --checkpoint and --saved_model'),
-    'words_and_transcript': (lambda m, r, d: ['--checkpoint', m['train_dir'], '--audio', r['wav'],
-                                              '--words', r['words_file'], '--transcript',
-                                              r['words_file']],
-                             'usage', 'at most one of --transcript and --words'),
-}
+def test_chunks_without_context_would_differ(predictor, recording):
+    """Why the context frames: chunks cut without them change the frames at
+    the cut (so the test above would catch a context that is lost)."""
+    audio, vectors = predictor.model_inputs(recording['samples'], recording['words'])
+    one_pass = predictor.predict(audio, vectors)
+    first, state = predictor.run_chunk(audio[:20], vectors[:20])
+    second, _ = predictor.run_chunk(audio[20:], vectors[20:], state=state)
+    assert np.max(np.abs(np.concatenate([first, second]) - one_pass)) > 10 * TOLERANCE
+    # The state alone carries the LSTM: with the context, the cut vanishes.
+    first, state = predictor.run_chunk(audio[:21], vectors[:20], (0, 1))
+    second, _ = predictor.run_chunk(audio[19:], vectors[20:], (1, 0), state)
+    assert np.max(np.abs(np.concatenate([first, second]) - one_pass)) <= TOLERANCE
 
 
-def _write(path, content):
-    path.write_bytes(content)
-    return path
+@pytest.mark.slow
+def test_a_20_minute_recording_in_chunks_equals_one_pass(predictor):
+    samples, words = long_recording(20)
+    timestamps, one_pass = predictor.timeline(samples, words, chunk_seconds=0)
+    assert len(timestamps) == 4801
+    for seconds in (inference.DEFAULT_CHUNK_SECONDS, 7.75):
+        chunked_timestamps, chunked = predictor.timeline(samples, words, chunk_seconds=seconds)
+        np.testing.assert_array_equal(chunked_timestamps, timestamps)
+        assert np.max(np.abs(chunked - one_pass)) <= TOLERANCE, seconds
+    assert np.ptp(one_pass, axis=0).min() > 1e-3
 
 
-def _empty_wav(path):
-    soundfile.write(str(path), np.zeros(0, dtype=np.float32), 16000)
-    return path
+def test_an_export_runs_in_chunks(model, predictor, recording):
+    with inference.Predictor.from_saved_model(model['export_dir'], device=-1) as loaded:
+        assert loaded.carries_state
+        _, served = loaded.timeline(recording['samples'], recording['words'], chunk_seconds=1.75)
+    _, expected = predictor.timeline(recording['samples'], recording['words'], chunk_seconds=0)
+    assert np.max(np.abs(served - expected)) <= TOLERANCE
 
 
-@pytest.mark.parametrize('case', sorted(BAD_SETUPS))
-def test_bad_setup(case, model, recording, tmp_path, capsys):
-    arguments, expected_status, message = BAD_SETUPS[case]
-    output = tmp_path / 'out' / 'timeline.csv'
-    status, stderr = run_main(capsys, *arguments(model, recording, tmp_path),
-                              '--output', output)
-    assert status == expected_status
-    assert message in stderr
-    assert not output.parent.exists() or not os.listdir(output.parent)
+def test_an_export_from_before_chunks_runs_in_one_pass(model, predictor, recording, tmp_path,
+                                                       caplog):
+    """An export with the serving signature alone (as exports were before
+    the chunk signature) loads, says so, and gives the same timeline."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    old = tmp_path / 'old'
+    shutil.copytree(os.path.join(model['export_dir'], str(STEPS[-1])), old)
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((old / 'saved_model.pb').read_bytes())
+    del saved_model.meta_graphs[0].signature_def[inference.CHUNK_SIGNATURE_KEY]
+    (old / 'saved_model.pb').write_bytes(saved_model.SerializeToString())
+    with inference.Predictor.from_saved_model(str(old), device=-1) as loaded:
+        assert not loaded.carries_state
+        _, served = loaded.timeline(recording['samples'], recording['words'], chunk_seconds=1.75)
+    assert 'exported before chunked inference' in caplog.text
+    _, expected = predictor.timeline(recording['samples'], recording['words'], chunk_seconds=0)
+    assert np.max(np.abs(served - expected)) <= TOLERANCE
 
 
-def test_command_line_exit_status(model, recording, tmp_path):
-    """The same errors as a command: exit status 1, message on stderr, no file."""
-    words = tmp_path / 'asr.csv'
-    words.write_text(BAD_TEXT['words', 'end_before_start'][0])
-    output = tmp_path / 'timeline.csv'
-    bad_row = run_script('predict.py', '--checkpoint', model['train_dir'], '--audio',
-                         recording['wav'], '--words', words, '--output', output, '--device', -1)
-    assert bad_row.returncode == 1
-    assert '%s, row 3' % words in bad_row.stderr
-    both = run_script('predict.py', '--checkpoint', model['train_dir'], '--saved_model',
-                      model['export_dir'], '--audio', recording['wav'], '--output', output)
-    assert both.returncode == 1
-    assert 'exactly one of --checkpoint and --saved_model' in both.stderr
-    assert sorted(os.listdir(tmp_path)) == ['asr.csv']
+@pytest.mark.slow
+def test_chunk_seconds_on_the_command_line(model, recording, cli_runs, tmp_path):
+    output, summary = tmp_path / 'chunked.csv', tmp_path / 'chunked.json'
+    result = run_script('predict.py', '--checkpoint', model['train_dir'], '--audio',
+                        recording['wav'], '--words', recording['words_file'], '--output', output,
+                        '--json', summary, '--chunk_seconds', 1.25, '--device', -1)
+    assert result.returncode == 0, result.stderr
+    assert helper.read_json(str(summary))['chunk_seconds'] == 1.25
+    timestamps, chunked = read_timeline(str(output))
+    expected_timestamps, expected = read_timeline(cli_runs['checkpoint']['csv'])
+    np.testing.assert_array_equal(timestamps, expected_timestamps)
+    assert np.max(np.abs(chunked - expected)) <= TOLERANCE
+
+
+def test_chunks_of_a_model_with_longer_frames(tmp_path, recording):
+    """At S = 500 (2000 Hz) a context frame holds two blocks of 250 samples,
+    of which the convolutions get only the one next to the chunk."""
+    info = dataset.DatasetInfo.create(2000, 8, None)
+    info.save(str(tmp_path / 'data'))
+    checkpoint = write_random_checkpoint(tmp_path / 'model', str(tmp_path / 'data'), steps=(1,))
+    samples = soxr.resample(recording['samples'], 1000, 2000).astype(np.float32)
+    with inference.Predictor.from_checkpoint(checkpoint, device=-1) as predictor:
+        assert predictor.frame_samples == 500
+        _, one_pass = predictor.timeline(samples, chunk_seconds=0)
+        for seconds in (0.25, 2.5):
+            _, chunked = predictor.timeline(samples, chunk_seconds=seconds)
+            assert np.max(np.abs(chunked - one_pass)) <= TOLERANCE, seconds

@@ -1,305 +1,237 @@
-"""synchronisation_map_generator.py: word-level forced alignment with aeneas.
-
-A small demo corpus (make_demo_corpus.py: espeak speech with pauses, fillers,
-several voices and audio formats) gives recordings whose true word timings are
-known, so alignment accuracy is checked against them, not against numbers
-copied from a previous run."""
-import logging
+"""synchronisation_map_generator.py, run as a user runs it, on demo corpora in
+MuSe-CaR 2020's layout: --aligner given reproduces MuSe's word times in
+segment-relative seconds, --aligner aeneas re-aligns words whose given times
+are wrong, every segment with audio gets a sync map, bad input is reported by
+file and row while the other segments are done, reruns resume."""
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 import soundfile
-import soxr
-from absl import flags
 
 import helper
-import make_demo_corpus
-import synchronisation_map_generator as smg
-from label_fixtures import write
+from ser import alignment, demo_corpus, muse, sync_maps
+from label_fixtures import run_script, write
 
-FLAGS = flags.FLAGS
-# Targets of the brief, on true word timings.
-MAX_MEAN_START_ERROR = 0.05
-MIN_MIDPOINT_INSIDE = 0.95
-IDS = ['1', '2', '3', '4']
+SCRIPT = 'synchronisation_map_generator.py'
+SYNC_COLUMNS = [('id', str), ('start', float), ('end', float), ('word', str)]
+SEGMENT_COLUMNS = [('Id', str), ('segment', str), ('start_ms', int), ('end_ms', int),
+                   ('transcript', int)]
 
 
-def run_main(muse_dir, work_dir, *extra):
-    """main() as the command line would call it; flags are reset afterwards.
-    Logging is left to pytest (setup_logging would replace caplog's handler)."""
-    argv = ['synchronisation_map_generator.py', '--muse_dir=%s' % muse_dir,
-            '--work_dir=%s' % work_dir, '--truth_dir=', '--workers=1'] + list(extra)
-    FLAGS.unparse_flags()
-    FLAGS(argv)
-    setup_logging, helper.setup_logging = helper.setup_logging, lambda verbose: None
-    try:
-        return smg.main([])
-    finally:
-        helper.setup_logging = setup_logging
-        FLAGS.unparse_flags()
+def run(muse_dir, work_dir, *extra):
+    return run_script(SCRIPT, '--muse_dir', muse_dir, '--work_dir', work_dir, '--workers', '2',
+                      *extra)
 
 
-def read_sync_map(work_dir, recording_id):
-    return helper.read_table(helper.sync_map_path(work_dir, recording_id),
-                             [('id', str), ('start', float), ('end', float), ('word', str)])
-
-
-def read_transcript(muse_dir, recording_id):
-    return helper.read_table(helper.transcript_path(muse_dir, recording_id),
-                             smg.TRANSCRIPT_COLUMNS)
+def read_sync_map(work_dir, name):
+    return helper.read_table(helper.sync_map_path(work_dir, name), SYNC_COLUMNS)
 
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
-    """(muse_dir, truth_dir) of 4 recordings x 20 s."""
+    """{muse, truth, layout, segments (truth's segments.csv rows)}: 4 videos x 20 s."""
     root = tmp_path_factory.mktemp('sync_corpus')
     muse_dir, truth_dir = str(root / 'MuSe-CaR'), str(root / 'truth')
-    make_demo_corpus.generate_corpus(muse_dir, truth_dir, videos=len(IDS), seconds_per_video=20,
-                                     seed=1, workers=1)
-    return muse_dir, truth_dir
+    demo_corpus.generate_corpus(muse_dir, truth_dir, 4, 20.0, seed=1)
+    return {'muse': muse_dir, 'truth': truth_dir, 'layout': helper.MuseLayout(muse_dir),
+            'segments': helper.read_table(os.path.join(truth_dir, 'segments.csv'),
+                                          SEGMENT_COLUMNS)}
 
 
 @pytest.fixture(scope='module')
-def aligned(corpus, tmp_path_factory):
-    """The whole corpus aligned by main() with two workers and the truth:
-    (work_dir, exit status, log text)."""
-    muse_dir, truth_dir = corpus
+def given(corpus, tmp_path_factory):
+    """The whole corpus through --aligner given with the truth: (work_dir, process)."""
     work_dir = str(tmp_path_factory.mktemp('sync_work'))
-    handler, root = _LogCollector(), logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        status = run_main(muse_dir, work_dir, '--workers=2', '--truth_dir=%s' % truth_dir)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-    return work_dir, status, '\n'.join(handler.messages)
+    return work_dir, run(corpus['muse'], work_dir, '--truth_dir', corpus['truth'])
 
 
-class _LogCollector(logging.Handler):
-    """caplog is function-scoped; a module fixture collects its own log."""
-
-    def __init__(self):
-        super().__init__(level=logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-# --------------------------------------------------------------------------
-# Output format and accuracy
-# --------------------------------------------------------------------------
-def test_sync_maps_have_the_contract_format(corpus, aligned):
-    muse_dir, _ = corpus
-    work_dir, status, _ = aligned
-    assert status == 0
-    for recording_id in IDS:
-        path = helper.sync_map_path(work_dir, recording_id)
-        with open(path, encoding='utf-8') as handle:
-            assert handle.readline() == 'id,start,end,word\n'
-        rows = read_sync_map(work_dir, recording_id)
-        expected = [('s%dw%d' % (s, w), word)
-                    for s, (_, _, text) in enumerate(read_transcript(muse_dir, recording_id))
-                    for w, word in enumerate(helper.normalise_words(text))]
-        assert [(row[0], row[3]) for row in rows] == expected
-        starts = np.array([row[1] for row in rows])
-        ends = np.array([row[2] for row in rows])
-        assert np.all(ends >= starts)
-        assert np.all(starts[1:] >= ends[:-1] - 1e-9)  # in order, never overlapping
-
-
-def test_words_stay_inside_their_sentence(corpus, aligned):
-    muse_dir, _ = corpus
-    work_dir = aligned[0]
-    for recording_id in IDS:
-        spans = read_transcript(muse_dir, recording_id)
-        for row_id, start, end, _ in read_sync_map(work_dir, recording_id):
-            sentence_start, sentence_end, _ = spans[int(row_id[1:row_id.index('w')])]
-            assert sentence_start - 0.011 <= start <= end <= sentence_end + 0.011
-
-
-def test_alignment_meets_the_accuracy_targets_on_true_timings(corpus, aligned):
-    _, truth_dir = corpus
-    work_dir = aligned[0]
-    for recording_id in IDS:
-        rows = read_sync_map(work_dir, recording_id)
-        accuracy = smg.alignment_accuracy(rows, smg.read_truth(truth_dir, recording_id))
-        assert accuracy['words'] == len(rows) > 0
-        assert accuracy['mean_abs_start_error'] <= MAX_MEAN_START_ERROR, recording_id
-        assert accuracy['midpoint_inside_fraction'] >= MIN_MIDPOINT_INSIDE, recording_id
-
-
-def test_summary_reports_counts_speed_and_accuracy(aligned):
-    _, _, log = aligned
-    assert '4 recording(s) done, 0 skipped' in log
-    assert '0 failed' in log
-    assert 's of audio per wall second' in log
-    assert 'accuracy vs truth (4 recording(s)' in log
-
-
-def test_fillers_are_dropped_from_the_words(corpus, aligned):
-    muse_dir, _ = corpus
-    texts = [text for i in IDS for _, _, text in read_transcript(muse_dir, i)]
-    assert any('<filler>' in text for text in texts)  # the corpus exercises fillers
-    words = [row[3] for i in IDS for row in read_sync_map(aligned[0], i)]
-    assert not any('filler' in word or '<' in word for word in words)
-    for text in texts + ['<filler> Well, <laugh>it is <filler>', "Don't<filler>stop!"]:
-        tokens = smg.sentence_tokens(text)
-        assert [t for t in tokens if t is not None] == helper.normalise_words(text)
-        assert tokens.count(None) == text.count('<')
-
-
-def test_filler_only_text_gives_no_rows_and_words_keep_sentence_numbers(corpus):
-    muse_dir, _ = corpus
-    samples = helper.read_audio(helper.audio_path(muse_dir, '1'), smg.SAMPLE_RATE)
-    (start, end, text), = read_transcript(muse_dir, '1')[:1]
-    rows, fallbacks = smg.align_sentences(samples, smg.SAMPLE_RATE,
-                                          [(0.0, 0.2, '<filler>'), (start, end, text)])
-    assert fallbacks == []
-    assert rows[0][0] == 's1w0'
-    assert [row[3] for row in rows] == helper.normalise_words(text)
-
-
-# --------------------------------------------------------------------------
-# Audio of any rate and channel count
-# --------------------------------------------------------------------------
-def test_any_sample_rate_and_stereo_align_alike(corpus, tmp_path):
-    muse_dir, truth_dir = corpus
-    samples = helper.read_audio(helper.audio_path(muse_dir, '2'), 16000)
-    sentences = read_transcript(muse_dir, '2')
-    reference, _ = smg.align_sentences(samples, 16000, sentences)
-    truth = smg.read_truth(truth_dir, '2')
-    for rate, channels in ((44100, 2), (22050, 1), (48000, 2)):
-        path = str(tmp_path / ('%d_%d.wav' % (rate, channels)))
-        resampled = soxr.resample(samples, 16000, rate)
-        # Channels differ in level, as real stereo does; the mix is what is aligned.
-        audio = np.stack([resampled, 0.5 * resampled], axis=1) if channels == 2 else resampled
-        soundfile.write(path, audio, rate)
-        assert soundfile.info(path).channels == channels
-        rows, fallbacks = smg.align_sentences(helper.read_audio(path, rate), rate, sentences)
-        assert fallbacks == []
-        assert [r[0] for r in rows] == [r[0] for r in reference]
-        gaps = [abs(a[1] - b[1]) for a, b in zip(rows, reference)]
-        assert np.mean(gaps) < 0.02, (rate, channels)
-        accuracy = smg.alignment_accuracy(rows, truth)
-        assert accuracy['mean_abs_start_error'] <= MAX_MEAN_START_ERROR
-        assert accuracy['midpoint_inside_fraction'] >= MIN_MIDPOINT_INSIDE
-
-
-def test_corpus_formats_are_all_aligned(corpus, aligned):
-    """The generated corpus mixes formats (48 kHz stereo, 16 and 22.05 kHz
-    mono); every one of its recordings was aligned by main()."""
-    muse_dir, _ = corpus
-    formats = {(soundfile.info(helper.audio_path(muse_dir, i)).samplerate,
-                soundfile.info(helper.audio_path(muse_dir, i)).channels) for i in IDS}
-    assert len(formats) >= 2
-    assert all(os.path.exists(helper.sync_map_path(aligned[0], i)) for i in IDS)
-
-
-# --------------------------------------------------------------------------
-# Fallback: a sentence aeneas cannot align
-# --------------------------------------------------------------------------
-def test_sentence_without_speech_falls_back_to_character_spread(corpus):
-    muse_dir, _ = corpus
-    samples = helper.read_audio(helper.audio_path(muse_dir, '1'), 16000)
-    rng = np.random.default_rng(0)
-    silence = (0.001 * rng.standard_normal(3 * 16000)).astype(np.float32)
-    samples = np.concatenate([samples, silence])
-    duration = len(samples) / 16000
-    ghost_sentence = (duration - 2.5, duration - 1.0, 'Ghost, words here!')
-    sentences = read_transcript(muse_dir, '1') + [ghost_sentence]
-    rows, fallbacks = smg.align_sentences(samples, 16000, sentences)
-    ghost = len(sentences) - 1
-    assert [index for index, _ in fallbacks] == [ghost]
-    spread = [row for row in rows if row[0].startswith('s%dw' % ghost)]
-    start = duration - 2.5
-    # 'ghost' and 'words' take 5/14 of the 1.5 s each, 'here' the last 4/14.
-    expected = [(start, start + 1.5 * 5 / 14), (start + 1.5 * 5 / 14, start + 1.5 * 10 / 14),
-                (start + 1.5 * 10 / 14, start + 1.5)]
-    assert [row[3] for row in spread] == ['ghost', 'words', 'here']
-    np.testing.assert_allclose([row[1:3] for row in spread], expected, atol=0.001)
-
-
-def test_fallback_is_counted_and_reported_with_file_and_row(corpus, tmp_path, caplog):
-    muse_dir, _ = corpus
-    bad_dir = str(tmp_path / 'MuSe-CaR')
-    samples = helper.read_audio(helper.audio_path(muse_dir, '1'), 16000)
-    padded = np.concatenate([samples, np.zeros(3 * 16000, dtype=np.float32)])
-    os.makedirs(os.path.join(bad_dir, 'audio'))
-    soundfile.write(os.path.join(bad_dir, 'audio', 'x.wav'), padded, 16000)
-    duration = len(padded) / 16000
-    with open(helper.transcript_path(muse_dir, '1'), encoding='utf-8') as handle:
-        transcript = handle.read()
-    row = transcript.count('\n') + 1
-    write(helper.transcript_path(bad_dir, 'x'),
-          transcript + '%.3f,%.3f,Nobody speaks here\n' % (duration - 2.5, duration - 1))
-    write(helper.muse_partition_path(bad_dir), 'Id,Proposal\nx,train\n')
-    with caplog.at_level(logging.INFO):
-        status = run_main(bad_dir, str(tmp_path / 'work'))
-    assert status == 0
-    assert '1 fallback(s)' in caplog.text
-    assert '%s, row %d: sentence not aligned' % (helper.transcript_path(bad_dir, 'x'), row) \
-        in caplog.text
-    assert [r[3] for r in read_sync_map(str(tmp_path / 'work'), 'x')][-3:] == \
-        ['nobody', 'speaks', 'here']
-
-
-# --------------------------------------------------------------------------
-# Resume, --overwrite, --ids, interrupted writes
-# --------------------------------------------------------------------------
-def copy_corpus(corpus, tmp_path, ids=IDS[:2]):
-    """A corpus of a few recordings of the shared one, with its own partition."""
-    muse_dir, _ = corpus
+def copy_corpus(corpus, tmp_path):
     copy = str(tmp_path / 'MuSe-CaR')
-    for recording_id in ids:
-        for path in (helper.audio_path(muse_dir, recording_id),
-                     helper.transcript_path(muse_dir, recording_id)):
-            target = path.replace(muse_dir, copy)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copy(path, target)
-    write(helper.muse_partition_path(copy),
-          'Id,Proposal\n' + ''.join('%s,train\n' % i for i in ids))
-    return copy
+    shutil.copytree(corpus['muse'], copy)
+    return copy, helper.MuseLayout(copy)
 
 
-def test_rerun_skips_finished_recordings_and_overwrite_redoes_them(corpus, tmp_path, caplog):
-    muse_dir, truth_dir = copy_corpus(corpus, tmp_path), corpus[1]
+def shift_transcripts(layout, names, milliseconds):
+    """Rewrite the transcripts of `names` with every time moved by `milliseconds`."""
+    for name in names:
+        path = layout.transcript_path(name)
+        words = muse.read_transcript(path)
+        write(path, 'start,end,segment_id,word\n' + ''.join(
+            '%d,%d,%d,"%s"\n' % (w.start + milliseconds, w.end + milliseconds, w.segment, w.token)
+            for w in words))
+
+
+# --------------------------------------------------------------------------
+# --aligner given
+# --------------------------------------------------------------------------
+def test_given_sync_maps_equal_the_given_word_times_to_1ms(corpus, given):
+    work_dir, process = given
+    assert process.returncode == 0, process.stderr
+    layout, checked = corpus['layout'], 0
+    for _, name, start_ms, _, has_transcript in corpus['segments']:
+        with open(helper.sync_map_path(work_dir, name), encoding='utf-8') as handle:
+            assert handle.readline() == 'id,start,end,word\n'
+        rows = read_sync_map(work_dir, name)
+        if not has_transcript:
+            assert rows == []
+            continue
+        expected = [((w.start - start_ms) / 1000, (w.end - start_ms) / 1000, word)
+                    for w in muse.read_transcript(layout.transcript_path(name))
+                    for word in helper.normalise_words(w.token)]
+        assert [row[0] for row in rows] == ['w%d' % i for i in range(len(rows))]
+        assert [row[3] for row in rows] == [word for _, _, word in expected]
+        np.testing.assert_allclose([row[1:3] for row in rows],
+                                   [times[:2] for times in expected], atol=0.0005)
+        assert not any('<' in row[3] or 'filler' in row[3] for row in rows)
+        checked += 1
+    assert checked >= 6
+
+
+def test_summary_counts_segments_readings_and_accuracy(corpus, given):
+    log = given[1].stderr
+    total = len(corpus['segments'])
+    assert '%d segment(s) done, 0 skipped' % total in log and ', 0 failed;' in log
+    assert 'as video ms in %d segment(s), as segment-relative in 0' % (total - 1) in log
+    assert '1 segment(s) without a transcript' in log
+    assert '0 whose audio and label span differ' in log
+    assert 's of audio per wall second' in log
+    match = re.search(r'accuracy vs truth \((\d+) segment\(s\), \d+ words\): mean \|start error\| '
+                      r'([\d.]+) s, midpoints inside the true word ([\d.]+)%', log)
+    # MuSe's times are off by the demo's jitter, no more.
+    assert int(match.group(1)) == total - 1
+    assert float(match.group(2)) <= demo_corpus.TIMING_JITTER_MS / 1000
+    assert float(match.group(3)) >= 95
+
+
+def test_segment_relative_times_and_duration_mismatch_are_found_and_counted(corpus, tmp_path):
+    muse_dir, layout = copy_corpus(corpus, tmp_path)
+    later = [row for row in corpus['segments'] if row[2] > 0 and row[4]][0]
+    shift_transcripts(layout, [later[1]], -later[2])
+    # Two seconds more audio than labels: the start assumption is in doubt there.
+    audio = layout.audio_path(later[1])
+    samples, rate = soundfile.read(audio, dtype='int16')
+    soundfile.write(audio, np.concatenate([samples, np.zeros((2 * rate,) + samples.shape[1:],
+                                                             dtype='int16')]), rate)
     work_dir = str(tmp_path / 'work')
-    assert run_main(muse_dir, work_dir) == 0
-    first = read_sync_map(work_dir, '1')
-    path = helper.sync_map_path(work_dir, '1')
-    write(path, 'id,start,end,word\nstale,0,1,stale\n')
-    with caplog.at_level(logging.INFO):
-        assert run_main(muse_dir, work_dir) == 0
-    assert '0 recording(s) done, 2 skipped' in caplog.text
-    assert read_sync_map(work_dir, '1') == [('stale', 0.0, 1.0, 'stale')]
-    caplog.clear()
-    with caplog.at_level(logging.INFO):
-        assert run_main(muse_dir, work_dir, '--overwrite') == 0
-    assert '2 recording(s) done, 0 skipped' in caplog.text
-    again = read_sync_map(work_dir, '1')
-    # Same words and ids; times need not match to the ms, as espeak's voice
-    # flutter carries over from one synthesis to the next (see the module doc).
-    assert [(r[0], r[3]) for r in again] == [(r[0], r[3]) for r in first]
-    accuracy = smg.alignment_accuracy(again, smg.read_truth(truth_dir, '1'))
-    assert accuracy['mean_abs_start_error'] <= MAX_MEAN_START_ERROR
+    process = run(muse_dir, work_dir, '--ids', helper.video_of(later[1]))
+    assert process.returncode == 0, process.stderr
+    assert 'as segment-relative in 1' in process.stderr
+    assert '1 whose audio and label span differ by > 1 s' in process.stderr
+    assert '%s: audio lasts' % audio in process.stderr
+    expected = [((w.start - later[2]) / 1000, word)
+                for w in muse.read_transcript(corpus['layout'].transcript_path(later[1]))
+                for word in helper.normalise_words(w.token)]
+    rows = read_sync_map(work_dir, later[1])
+    np.testing.assert_allclose([row[1] for row in rows], [t for t, _ in expected], atol=0.0005)
 
 
-def test_ids_restricts_the_run(corpus, tmp_path):
-    muse_dir = copy_corpus(corpus, tmp_path)
+# --------------------------------------------------------------------------
+# --aligner aeneas: given times all 400 ms late
+# --------------------------------------------------------------------------
+def test_aeneas_recovers_words_whose_given_times_are_400ms_late(corpus, tmp_path):
+    muse_dir, layout = copy_corpus(corpus, tmp_path)
+    named = [row[1] for row in corpus['segments'] if row[4]]
+    shift_transcripts(layout, named, 400)
+    results = {}
+    for aligner in ('given', 'aeneas'):
+        work_dir = str(tmp_path / aligner)
+        process = run(muse_dir, work_dir, '--aligner', aligner, '--truth_dir', corpus['truth'])
+        assert process.returncode == 0, process.stderr
+        accuracies = [alignment.alignment_accuracy(
+            read_sync_map(work_dir, name),
+            helper.read_table(sync_maps.truth_path(corpus['truth'], name),
+                              sync_maps.TRUTH_COLUMNS)) for name in named]
+        results[aligner] = alignment.pooled_accuracy(accuracies)
+        assert 'accuracy vs truth (%d segment(s)' % len(named) in process.stderr
+    assert results['aeneas']['midpoint_inside_fraction'] >= 0.96
+    assert results['aeneas']['first_start_error'] <= 0.05
+    # The late times themselves are far off: the re-alignment is what fixes them.
+    assert results['given']['first_start_error'] >= 0.35
+    assert results['given']['midpoint_inside_fraction'] < results['aeneas']['midpoint_inside_fraction']
+
+
+# --------------------------------------------------------------------------
+# Bad input: file and row named, the other segments done, reruns resume
+# --------------------------------------------------------------------------
+def test_bad_segments_are_reported_the_others_done_and_a_rerun_resumes(corpus, tmp_path):
+    muse_dir, layout = copy_corpus(corpus, tmp_path)
+    originals = str(tmp_path / 'originals')
+    shutil.copytree(muse_dir, originals)
+    with_text = [row[1] for row in corpus['segments'] if row[4]]
+    header = 'start,end,segment_id,word\n'
+    bad = dict(zip(['columns', 'number', 'backwards', 'latin1', 'missing', 'truncated'],
+                   with_text))
+    segment = {key: helper.split_segment_name(name)[1] for key, name in bad.items()}
+    write(layout.transcript_path(bad['columns']), header + '100,300,%d\n' % segment['columns'])
+    write(layout.transcript_path(bad['number']),
+          header + '100,300,%d,The\n400,later,%d,car\n' % (segment['number'], segment['number']))
+    write(layout.transcript_path(bad['backwards']),
+          header + '900,300,%d,The\n' % segment['backwards'])
+    write(layout.transcript_path(bad['latin1']),
+          header.encode() + b'100,300,%d,caf\xe9\n' % segment['latin1'])
+    os.remove(layout.audio_path(bad['missing']))
+    truncated = layout.audio_path(bad['truncated'])
+    with open(truncated, 'rb') as handle:
+        data = handle.read()
+    write(truncated, data[:len(data) // 2])
+
     work_dir = str(tmp_path / 'work')
-    assert run_main(muse_dir, work_dir, '--ids=2') == 0
-    assert sorted(os.listdir(helper.sync_maps_dir(work_dir))) == ['2.csv']
-    assert run_main(muse_dir, work_dir, '--ids=2,nope') == 1  # unknown id: nothing runs
+    process = run(muse_dir, work_dir)
+    assert process.returncode == 1
+    log = process.stderr
+    expected = {'columns': (layout.transcript_path(bad['columns']) + ', row 2',
+                            'expected 4 columns'),
+                'number': (layout.transcript_path(bad['number']) + ', row 3',
+                           "'later' is not a valid float"),
+                'backwards': (layout.transcript_path(bad['backwards']) + ', row 2',
+                              'end must not come before start'),
+                'latin1': (layout.transcript_path(bad['latin1']) + ', row 2', 'not valid UTF-8'),
+                'missing': (layout.transcript_path(bad['missing']), 'has no audio file'),
+                'truncated': (truncated, 'truncated WAV')}
+    for where, problem in expected.values():
+        assert re.search(re.escape(where) + r'.*' + re.escape(problem), log), (where, problem)
+    total = len(corpus['segments'])
+    assert '%d segment(s) done, 0 skipped' % (total - 6) in log and ', 6 failed;' in log
+    for key, name in bad.items():
+        assert not os.path.exists(helper.sync_map_path(work_dir, name)), key
+    leftovers = [n for _, _, names in os.walk(work_dir) for n in names if n.endswith('.tmp')]
+    assert leftovers == []
+
+    # The inputs repaired, a rerun does only what failed.
+    shutil.rmtree(muse_dir)
+    shutil.copytree(originals, muse_dir)
+    again = run(muse_dir, work_dir)
+    assert again.returncode == 0, again.stderr
+    assert '6 segment(s) done, %d skipped' % (total - 6) in again.stderr
+
+
+def test_ids_overwrite_and_foreign_flags(corpus, tmp_path):
+    work_dir = str(tmp_path / 'work')
+    names = corpus['layout'].audio_segments('2')
+    assert run(corpus['muse'], work_dir, '--ids', '2').returncode == 0
+    assert sorted(os.listdir(helper.sync_maps_dir(work_dir))) == ['2']
+    assert helper.work_segments(helper.sync_maps_dir(work_dir), '2') == names
+    stale = helper.sync_map_path(work_dir, names[0])
+    write(stale, 'id,start,end,word\nw0,0,1,stale\n')
+    kept = run(corpus['muse'], work_dir, '--ids', '2')
+    assert '0 segment(s) done, %d skipped' % len(names) in kept.stderr
+    assert read_sync_map(work_dir, names[0]) == [('w0', 0.0, 1.0, 'stale')]
+    redone = run(corpus['muse'], work_dir, '--ids', '2', '--overwrite')
+    assert '%d segment(s) done, 0 skipped' % len(names) in redone.stderr
+    assert read_sync_map(work_dir, names[0]) != [('w0', 0.0, 1.0, 'stale')]
+    unknown = run(corpus['muse'], work_dir, '--ids', '2,nope')
+    assert unknown.returncode == 1 and '--ids not in the partition: nope' in unknown.stderr
+    for foreign in (['--seed', '1'], ['--language', 'klingon'], ['--aligner', 'whisper']):
+        refused = run(corpus['muse'], work_dir, *foreign)
+        assert refused.returncode != 0 and foreign[0][2:] in refused.stderr
 
 
 def test_interrupted_write_leaves_no_file(corpus, tmp_path, monkeypatch):
-    muse_dir = copy_corpus(corpus, tmp_path, ids=['1'])
-    output = helper.sync_map_path(str(tmp_path / 'work'), '1')
+    name = corpus['layout'].audio_segments('1')[0]
+    output = helper.sync_map_path(str(tmp_path / 'work'), name)
     real_writer = helper.csv.writer
 
     class DyingWriter:
@@ -315,82 +247,35 @@ def test_interrupted_write_leaves_no_file(corpus, tmp_path, monkeypatch):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(helper.csv, 'writer', DyingWriter)
+    job = sync_maps.Job(name, corpus['layout'].audio_path(name),
+                        corpus['layout'].transcript_path(name), output, 0, False, None, 'given',
+                        'eng', None)
     with pytest.raises(KeyboardInterrupt):
-        smg.generate_sync_map(smg.Job('1', muse_dir, output, 'eng', None))
+        sync_maps.make_sync_map(job)
     assert os.listdir(os.path.dirname(output)) == []
 
 
-# --------------------------------------------------------------------------
-# Bad input: errors name file, row and problem; other recordings go on
-# --------------------------------------------------------------------------
-def test_bad_recordings_are_reported_and_the_others_processed(corpus, tmp_path, caplog):
-    muse_dir = copy_corpus(corpus, tmp_path, ids=['1'])
-    audio = helper.audio_path(muse_dir, '1')
-    header = 'start,end,sentence\n'
-    duration = soundfile.info(audio).duration
-    bad = {  # id: (transcript, problem expected in the message, row)
-        'backwards': (header + '0.5,2.0,The boot is fine.\n3.0,2.5,It is great.\n',
-                      'end must come after start', 3),
-        'past_end': (header + '0.5,%.3f,The boot is fine.\n' % (duration + 5),
-                     'past the end of the audio', 2),
-        'empty': (header + '0.5,2.0,The boot is fine.\n\n2.5,3.0,""\n', 'has no words', 4),
-        'punctuation': (header + '0.5,2.0,"?!, ..."\n', 'has no words', 2),
-        'filler_only': (header + '0.5,2.0,<filler>\n', 'has no words', 2),
-        'latin1': (header.encode() + b'0.5,2.0,The boot is fine.\n1,2,Caf\xe9 time.\n',
-                   'not valid UTF-8', 3),
-    }
-    for recording_id, (transcript, _, _) in bad.items():
-        shutil.copy(audio, audio.replace('/1.wav', '/%s.wav' % recording_id))
-        write(helper.transcript_path(muse_dir, recording_id), transcript)
-    write(helper.transcript_path(muse_dir, 'no_audio'), header + '0.5,2.0,Hello there.\n')
-    write(audio.replace('/1.wav', '/garbage.wav'), b'RIFF\x00\x00\x00\x00WAVEnot really')
-    write(helper.transcript_path(muse_dir, 'garbage'), header + '0.5,2.0,Hello there.\n')
-    ids = ['1'] + list(bad) + ['no_audio', 'garbage']
-    write(helper.muse_partition_path(muse_dir),
-          'Id,Proposal\n' + ''.join('%s,train\n' % i for i in ids))
-    work_dir = str(tmp_path / 'work')
-    with caplog.at_level(logging.INFO):
-        assert run_main(muse_dir, work_dir) == 1
-    errors = {r.getMessage().split(' failed: ')[0].split()[-1]: r.getMessage()
-              for r in caplog.records if r.levelno == logging.ERROR}
-    for recording_id, (_, problem, row) in bad.items():
-        message = errors['%s' % recording_id]
-        assert '%s, row %d: ' % (helper.transcript_path(muse_dir, recording_id), row) in message
-        assert problem in message
-    assert 'no audio file for recording no_audio' in errors['no_audio']
-    assert 'garbage.wav' in errors['garbage'] and 'unreadable audio' in errors['garbage']
-    assert '1 recording(s) done, 0 skipped' in caplog.text
-    assert '8 failed' in caplog.text
-    assert os.listdir(helper.sync_maps_dir(work_dir)) == ['1.csv']
+def test_unlabelled_videos_get_segment_starts_from_the_audio(corpus, given):
+    """The test videos have no label files: their segments' starts are
+    estimated from the audio durations, and match the truth here."""
+    partition = helper.read_partition(corpus['layout'].partition_path)
+    layout = corpus['layout']
+    unlabelled = [i for i, p in partition.items() if p == 'test']
+    assert unlabelled
+    for video_id in unlabelled:
+        names = layout.audio_segments(video_id)
+        starts = sync_maps.segment_starts(layout, video_id, names)
+        truth = {row[1]: row[2] for row in corpus['segments']}
+        assert {name: start for name, (start, estimated, _) in starts.items()} == \
+            {name: truth[name] for name in names}
+        assert all(estimated for _, estimated, _ in starts.values())
 
 
-def test_malformed_partition_row_stops_the_run(corpus, tmp_path, caplog):
-    muse_dir = copy_corpus(corpus, tmp_path, ids=['1'])
-    write(helper.muse_partition_path(muse_dir), 'Id,Proposal\n1,train\n2,train,extra\n')
-    with caplog.at_level(logging.INFO):
-        assert run_main(muse_dir, str(tmp_path / 'work')) == 1
-    assert '%s, row 3: expected 2 columns' % helper.muse_partition_path(muse_dir) in caplog.text
-    assert not os.path.exists(helper.sync_maps_dir(str(tmp_path / 'work')))
-
-
-def test_unknown_language_is_refused():
-    with pytest.raises(flags.IllegalFlagValueError):
-        FLAGS(['synchronisation_map_generator.py', '--language=klingon'])
-    FLAGS.unparse_flags()
-
-
-# --------------------------------------------------------------------------
-# Accuracy measure
-# --------------------------------------------------------------------------
-def test_alignment_accuracy_measures_start_error_and_midpoints():
-    truth = [(0.0, 1.0, 'The'), (1.0, 2.0, 'car'), (3.0, 4.0, "driver's")]
-    rows = [('s0w0', 0.1, 0.5, 'the'), ('s0w1', 1.3, 3.5, 'car'), ('s1w0', 2.9, 3.9, "driver's")]
-    accuracy = smg.alignment_accuracy(rows, truth)
-    assert accuracy['words'] == 3
-    assert accuracy['mean_abs_start_error'] == pytest.approx((0.1 + 0.3 + 0.1) / 3)
-    # Midpoints 0.3 (inside), 2.4 (outside [1, 2]), 3.4 (inside).
-    assert accuracy['midpoint_inside_fraction'] == pytest.approx(2 / 3)
-    with pytest.raises(ValueError):
-        smg.alignment_accuracy(rows[:2], truth)
-    with pytest.raises(ValueError):
-        smg.alignment_accuracy(rows[:2] + [('s1w0', 3, 4, 'drivers')], truth)
+def test_given_tokens_are_normalised_fillers_dropped_and_compounds_shared():
+    words = [(2, 0.5, 1.0, 'Well,'), (3, 1.0, 1.4, '<filler>'), (4, 1.4, 2.0, 'e-mail'),
+             (5, 2.0, 2.5, '?!')]
+    rows = sync_maps.given_rows(words)
+    assert [word for _, _, word in rows] == ['well', 'e', 'mail']
+    # 'e' and 'mail' share the token's span by their lengths (1 : 4).
+    np.testing.assert_allclose([row[:2] for row in rows],
+                               [(0.5, 1.0), (1.4, 1.52), (1.52, 2.0)])

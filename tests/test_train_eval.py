@@ -1,9 +1,9 @@
 """train.py and eval.py end to end on the tiny dataset (tests/conftest.py):
-learning on a fixed batch, checkpoints, logs, resuming, Ctrl-C, reloading,
-CCC consistency, --steps, dataset mismatches and --watch."""
+learning on a fixed batch, checkpoints, logs, resuming (in another window
+scheme and precision), Ctrl-C, reloading, CCC consistency, --steps, dataset
+mismatches and --watch; the choice of --precision and its graph rewrite."""
 
 import csv
-import json
 import os
 import shutil
 import signal
@@ -17,6 +17,8 @@ import pytest
 import helper
 import losses
 import models
+from ser import evaluation, training
+from ser.dataset import DatasetInfo
 
 tf = models.tf
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +46,7 @@ def read_predictions(path):
 # --------------------------------------------------------------------------
 # The model and loss learn
 # --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tiny_recordings):
     windows = [r[name][:24] for r in tiny_recordings.values() if r['portion'] == 'train'
                for name in ('audio', 'embeddings', 'labels')]
@@ -85,30 +88,39 @@ def first_run(tiny_dataset, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def resumed_run(first_run, tiny_dataset):
-    """The same directory trained on to RESUMED_STEPS, with another sequence length."""
+    """The same directory trained on to RESUMED_STEPS with another sequence
+    length, packed windows and bf16 (the first run: per-segment windows, fp32):
+    checkpoints carry on across all three."""
     train_dir = first_run[0]
     flags = TRAIN_FLAGS[:]
     flags[flags.index('--sequence_length') + 1] = '24'
     script('train.py', '--dataset_dir', tiny_dataset, '--train_dir', train_dir,
-           '--max_steps', RESUMED_STEPS, *flags)
+           '--max_steps', RESUMED_STEPS, '--windows', 'packed', '--precision', 'bf16',
+           *flags)
     return train_dir
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
     train_dir, files, log = first_run
     for suffix in ('.index', '.meta', '.data-00000-of-00001'):
         assert 'model.ckpt-%d%s' % (FIRST_STEPS, suffix) in files
     assert any(name.startswith('events.out.tfevents') for name in files)
     assert tf.train.latest_checkpoint(train_dir).endswith('model.ckpt-%d' % FIRST_STEPS)
-    assert helper.read_json(os.path.join(train_dir, 'dataset.json')) == \
-        helper.read_json(os.path.join(tiny_dataset, 'dataset.json'))
+    copy, original = DatasetInfo.load(train_dir), DatasetInfo.load(tiny_dataset)
+    original.check_compatible(copy, same_data=True)
+    assert copy.embeddings_path == original.embeddings_path
+    # Saved relative to the training directory, not copied byte for byte.
+    assert helper.read_json(os.path.join(train_dir, 'dataset.json'))['embeddings'] == \
+        os.path.relpath(original.embeddings_path, train_dir)
     assert models.read_model_config(train_dir) == {'hidden_units': 32, 'frame_samples': 250,
                                                    'embedding_dim': 8, 'modality': 'both'}
     lines = log.splitlines()
     assert lines[0].startswith('==== train.py run 20')
     for expected in ('max_steps = %d' % FIRST_STEPS, 'sequence_length = 16', 'batch_size = 2',
                      'hidden_units = 32', 'learning_rate = 0.0005', 'loss_weights = None',
-                     'device = -1', 'seed = 0', 'save_summaries_secs = 60'):
+                     'device = -1', 'seed = 0', 'save_summaries_secs = 60', 'windows = per_segment',
+                     'precision = fp32', 'precision in use = fp32'):
         assert expected in lines, expected
     progress = [line.split()[1] for line in lines if line.startswith('step ')]
     assert progress == ['2', '4', '6']
@@ -116,17 +128,27 @@ def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
     assert lines[-1] == 'stopped at step %d (done)' % FIRST_STEPS
 
 
+@pytest.mark.slow
 def test_train_resumes_from_the_latest_checkpoint(resumed_run):
     assert models.available_steps(resumed_run)[-2:] == [FIRST_STEPS, RESUMED_STEPS]
     with open(os.path.join(resumed_run, 'log_train.txt')) as handle:
         log = handle.read()
     runs = log.split('==== train.py run')
-    assert len(runs) == 3 and 'sequence_length = 24' in runs[2]
+    assert len(runs) == 3
+    for expected in ('sequence_length = 24', 'windows = packed', 'precision in use = bf16'):
+        assert expected in runs[2].splitlines(), expected
+    # bf16 is arithmetic inside the graph: the variables stay float32.
+    reader = tf.train.NewCheckpointReader(os.path.join(resumed_run,
+                                                       'model.ckpt-%d' % RESUMED_STEPS))
+    dtypes = reader.get_variable_to_dtype_map()
+    assert 'model/recurrent/rnn/lstm/kernel' in dtypes
+    assert {dtype.name for name, dtype in dtypes.items() if name != 'global_step'} == {'float32'}
     # The second run's steps continue the first's.
     assert [line.split()[1] for line in runs[2].splitlines() if line.startswith('step ')] == \
         ['8', '10']
 
 
+@pytest.mark.slow
 def test_train_stops_cleanly_on_ctrl_c(tiny_dataset, tmp_path):
     train_dir = str(tmp_path / 'checkpoints')
     process = subprocess.Popen([sys.executable, os.path.join(REPO, 'train.py'), '--dataset_dir',
@@ -151,6 +173,7 @@ def test_train_stops_cleanly_on_ctrl_c(tiny_dataset, tmp_path):
     assert step >= 2 and models.available_steps(train_dir)[-1] == step
 
 
+@pytest.mark.slow
 def test_train_refuses_to_resume_on_other_data(first_run, mismatched_dataset, tmp_path):
     train_dir = str(tmp_path / 'checkpoints')
     shutil.copytree(first_run[0], train_dir)
@@ -160,6 +183,75 @@ def test_train_refuses_to_resume_on_other_data(first_run, mismatched_dataset, tm
     assert result.returncode != 0
     assert 'embedding_dim: 8 vs 16' in result.stderr
     assert sorted(os.listdir(train_dir)) == before
+
+
+# --------------------------------------------------------------------------
+# --precision
+# --------------------------------------------------------------------------
+AMX_XEON = {'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile'}
+AVX512_ONLY = {'avx2', 'avx512f', 'avx512_vnni'}
+
+
+@pytest.mark.parametrize('requested, gpu, cpu, onednn, chosen', [
+    ('auto', None, AMX_XEON, True, 'bf16'),
+    ('auto', None, {'avx512f', 'avx512_bf16'}, True, 'bf16'),
+    # bf16 without the instructions is emulated and slower: auto keeps fp32.
+    ('auto', None, AVX512_ONLY, True, 'fp32'),
+    ('auto', None, AMX_XEON, False, 'fp32'),
+    ('auto', (8, 0), AVX512_ONLY, True, 'fp16'),
+    ('auto', (6, 1), AMX_XEON, True, 'fp32'),
+    ('bf16', None, AVX512_ONLY, True, 'bf16'),
+    ('fp16', (7, 0), set(), True, 'fp16'),
+    ('fp32', (8, 0), AMX_XEON, True, 'fp32'),
+])
+def test_precision_follows_what_the_machine_runs_natively(requested, gpu, cpu, onednn, chosen):
+    assert helper.decide_precision(requested, gpu, cpu, onednn) == chosen
+
+
+@pytest.mark.parametrize('requested, gpu, onednn, problem', [
+    ('fp16', None, True, 'fp16 runs on a GPU only'),
+    ('bf16', (8, 0), True, 'bf16 is the CPU'),
+    ('bf16', None, False, 'needs TensorFlow built with oneDNN'),
+    ('fp8', None, True, "'fp8' is none of fp32, bf16, fp16, auto"),
+])
+def test_a_precision_the_device_cannot_run_is_refused(requested, gpu, onednn, problem):
+    with pytest.raises(helper.InputError, match='--precision: .*' + problem):
+        helper.decide_precision(requested, gpu, AMX_XEON, onednn)
+
+
+def test_session_config_turns_on_the_matching_rewrite():
+    from tensorflow.core.protobuf import rewriter_config_pb2
+    on = rewriter_config_pb2.RewriterConfig.ON
+    fp32 = helper.session_config(-1).graph_options.rewrite_options
+    bf16 = helper.session_config(-1, precision='bf16').graph_options.rewrite_options
+    assert fp32.auto_mixed_precision_onednn_bfloat16 != on and fp32.auto_mixed_precision != on
+    assert bf16.auto_mixed_precision_onednn_bfloat16 == on and bf16.auto_mixed_precision != on
+
+
+def bfloat16_nodes(precision):
+    """Nodes of bfloat16 type in the graph a small training step runs as."""
+    graph = tf.Graph()
+    with graph.as_default():
+        rng = np.random.default_rng(0)
+        batch = {'audio': tf.constant(rng.normal(size=(2, 6, 250)), tf.float32),
+                 'embeddings': tf.constant(rng.normal(size=(2, 6, 4)), tf.float32),
+                 'labels': tf.constant(rng.uniform(-1, 1, (2, 6, 2)), tf.float32),
+                 'mask': tf.ones([2, 6])}
+        train_op, _, _ = training.training_step(batch, training.Settings(hidden_units=8))
+        metadata = tf.RunMetadata()
+        with tf.Session(config=helper.session_config(-1, precision=precision)) as session:
+            session.run(tf.global_variables_initializer())
+            session.run(train_op, options=tf.RunOptions(output_partition_graphs=True),
+                        run_metadata=metadata)
+    return [node.op for partition in metadata.partition_graphs for node in partition.node
+            if 'DT_BFLOAT16' in str(node.attr)]
+
+
+@pytest.mark.slow
+def test_bf16_rewrites_the_training_step_and_fp32_does_not():
+    assert bfloat16_nodes('fp32') == []
+    rewritten = bfloat16_nodes('bf16')
+    assert 'Cast' in rewritten and any('MatMul' in op for op in rewritten), rewritten
 
 
 # --------------------------------------------------------------------------
@@ -181,6 +273,7 @@ def run_eval(dataset_dir, checkpoint, output_dir, *args, check=True):
                   '--json', os.path.join(output_dir, 'metrics.json'), *args, check=check)
 
 
+@pytest.mark.slow
 def test_eval_is_repeatable_and_its_ccc_matches_its_predictions(resumed_run, tiny_dataset,
                                                                tiny_recordings, tmp_path):
     outputs = [str(tmp_path / name) for name in ('first', 'second')]
@@ -190,17 +283,19 @@ def test_eval_is_repeatable_and_its_ccc_matches_its_predictions(resumed_run, tin
     assert 'arousal' in result.stdout and 'mean' in result.stdout
 
     train_ids = sorted(i for i, r in tiny_recordings.items() if r['portion'] == 'train')
-    csvs = [[read_predictions(os.path.join(output, 'predictions', i + '.csv')) for i in train_ids]
-            for output in outputs]
+    csvs = [[read_predictions(evaluation.prediction_path(os.path.join(output, 'predictions'), i))
+             for i in train_ids] for output in outputs]
     for first, second in zip(*csvs):
         np.testing.assert_array_equal(first, second)
 
     metrics = helper.read_json(os.path.join(outputs[0], 'metrics.json'))
     assert metrics['portion'] == 'train' and metrics['step'] == RESUMED_STEPS
+    assert metrics['precision'] == 'fp32'  # of a checkpoint trained partly in bf16
     assert metrics['checkpoint'].endswith('model.ckpt-%d' % RESUMED_STEPS)
-    # Whole recordings, every frame once, in order, nothing padded.
-    for table, recording_id in zip(csvs[0], train_ids):
-        recording = tiny_recordings[recording_id]
+    assert metrics['segments'] == 3
+    # Whole segments, every frame once, in order, nothing padded.
+    for table, name in zip(csvs[0], train_ids):
+        recording = tiny_recordings[name]
         np.testing.assert_array_equal(table[:, 0], recording['timestamps'])
         np.testing.assert_allclose(table[:, 3:], recording['labels'], atol=1e-6)
         assert np.all(np.abs(table[:, 1:3]) < 1)
@@ -215,16 +310,21 @@ def test_eval_is_repeatable_and_its_ccc_matches_its_predictions(resumed_run, tin
     assert len([line for line in log if 'portion train  step %d' % RESUMED_STEPS in line]) == 2
 
 
-def test_eval_default_portion_writes_plots(resumed_run, tiny_dataset, tmp_path):
+@pytest.mark.slow
+def test_eval_default_portion_writes_a_plot_per_segment(resumed_run, tiny_dataset, tmp_path):
     run_eval(tiny_dataset, resumed_run, str(tmp_path))
     metrics = helper.read_json(str(tmp_path / 'metrics.json'))
     assert metrics['portion'] == 'devel' and metrics['step'] == RESUMED_STEPS  # the latest
-    assert metrics['frames'] == helper.read_json(
-        os.path.join(tiny_dataset, 'dataset.json'))['recordings']['tiny_devel_a']
-    with open(str(tmp_path / 'predictions' / 'tiny_devel_a.png'), 'rb') as handle:
-        assert handle.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert metrics['frames'] == DatasetInfo.load(tiny_dataset).frames['devel']
+    assert metrics['segments'] == 2
+    assert sorted(os.listdir(str(tmp_path / 'predictions' / '3'))) == [
+        '3_0.csv', '3_0.png', '3_1.csv', '3_1.png']
+    for name in ('3_0', '3_1'):
+        with open(str(tmp_path / 'predictions' / '3' / (name + '.png')), 'rb') as handle:
+            assert handle.read(8) == b'\x89PNG\r\n\x1a\n'
 
 
+@pytest.mark.slow
 def test_eval_missing_step_lists_the_existing_ones(resumed_run, tiny_dataset, tmp_path):
     result = run_eval(tiny_dataset, resumed_run, str(tmp_path), '--steps', 3, check=False)
     assert result.returncode != 0
@@ -233,6 +333,7 @@ def test_eval_missing_step_lists_the_existing_ones(resumed_run, tiny_dataset, tm
     assert not os.path.exists(str(tmp_path / 'metrics.json'))
 
 
+@pytest.mark.slow
 def test_eval_rejects_a_dataset_of_another_shape(resumed_run, mismatched_dataset, tmp_path):
     result = run_eval(mismatched_dataset, resumed_run, str(tmp_path), check=False)
     assert result.returncode != 0
@@ -240,6 +341,7 @@ def test_eval_rejects_a_dataset_of_another_shape(resumed_run, mismatched_dataset
     assert not os.path.exists(str(tmp_path / 'metrics.json'))
 
 
+@pytest.mark.slow
 def test_eval_watch_keeps_the_best_checkpoint(resumed_run, tiny_dataset, tmp_path):
     checkpoint_dir = str(tmp_path / 'checkpoints')
     shutil.copytree(resumed_run, checkpoint_dir)
@@ -258,15 +360,33 @@ def test_eval_watch_keeps_the_best_checkpoint(resumed_run, tiny_dataset, tmp_pat
     assert not os.path.exists(os.path.join(best_dir, '.staging'))
 
 
+def test_eval_checks_the_checkpoints_dataset_first(tiny_dataset, mismatched_dataset, tmp_path):
+    with pytest.raises(helper.InputError, match='dataset.json: file not found: the checkpoint '
+                       'directory must hold'):
+        evaluation.check_compatible(str(tmp_path), tiny_dataset)
+    DatasetInfo.load(tiny_dataset).save(str(tmp_path))
+    assert evaluation.check_compatible(str(tmp_path), tiny_dataset).path == os.path.join(
+        tiny_dataset, 'dataset.json')
+    with pytest.raises(helper.InputError, match='embedding_dim: 8 vs 16'):
+        evaluation.check_compatible(str(tmp_path), mismatched_dataset)
+
+
 def test_unpad_drops_padding_frames():
-    import eval as evaluation
     mask = np.array([[0, 1, 1, 1, 0]], dtype=np.float32)
-    batch = {'id': np.array([b'r']), 'mask': mask,
+    batch = {'id': np.array([b'7_2']), 'mask': mask,
              'timestamps': np.array([[0, 250, 500, 750, 0]]),
              'predictions': np.arange(10, dtype=np.float32).reshape(1, 5, 2),
              'labels': -np.arange(10, dtype=np.float32).reshape(1, 5, 2)}
-    recording = evaluation.unpad(batch)
-    assert recording['id'] == 'r'
-    np.testing.assert_array_equal(recording['timestamps'], [250, 500, 750])
-    np.testing.assert_array_equal(recording['predictions'], [[2, 3], [4, 5], [6, 7]])
-    np.testing.assert_array_equal(recording['labels'], [[-2, -3], [-4, -5], [-6, -7]])
+    segment = evaluation.unpad(batch)
+    assert segment['id'] == '7_2'
+    np.testing.assert_array_equal(segment['timestamps'], [250, 500, 750])
+    np.testing.assert_array_equal(segment['predictions'], [[2, 3], [4, 5], [6, 7]])
+    np.testing.assert_array_equal(segment['labels'], [[-2, -3], [-4, -5], [-6, -7]])
+
+
+@pytest.mark.slow
+def test_a_script_refuses_another_scripts_flags(tiny_dataset):
+    for name, foreign in (('train.py', '--portion=devel'), ('eval.py', '--max_steps=3')):
+        result = script(name, '--dataset_dir', tiny_dataset, foreign, check=False)
+        assert result.returncode != 0
+        assert 'Unknown command line flag \'%s\'' % foreign[2:].split('=')[0] in result.stderr

@@ -1,0 +1,1 @@
+"""Library of the pipeline: reusable code without flags, imported by the top-level scripts."""

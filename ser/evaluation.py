@@ -1,0 +1,293 @@
+"""Evaluation (eval.py): a checkpoint over every segment of a portion, whole,
+frames in order, padding excluded; CCC over the concatenated segments; the
+outputs (a table, log_eval.txt, JSON, per-segment predictions and plots); and
+--watch, which follows a training run and keeps its best checkpoint."""
+
+import dataclasses
+import datetime
+import logging
+import os
+import re
+import shutil
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+import data_provider
+import helper
+import losses
+import models
+from ser import inference
+from ser.dataset import DatasetInfo
+
+tf = helper.import_tensorflow()
+
+LOG_FILE = 'log_eval.txt'
+BEST_DIR = 'best'
+BEST_FILE = 'best.json'
+CSV_HEADER = ['timestamp'] + ['%s_pred' % d for d in helper.DIMENSIONS] + list(helper.DIMENSIONS)
+
+
+@dataclasses.dataclass
+class Options:
+    """What to evaluate on and where the outputs go."""
+    dataset_dir: str
+    portion: str = 'devel'
+    device: int = 0
+    predictions_dir: str = None   # default: predictions/<portion>
+    plots: bool = True
+    json_path: str = None
+    precision: str = 'fp32'       # helper.PRECISIONS
+    chunk_seconds: float = 0.0    # 0: each segment in one pass
+
+    @property
+    def predictions(self):
+        return self.predictions_dir or os.path.join('predictions', self.portion)
+
+
+# --------------------------------------------------------------------------
+# Running the model over a portion
+# --------------------------------------------------------------------------
+def check_compatible(checkpoint_dir, dataset_dir):
+    """The checkpoint must have been trained on data shaped like the
+    dataset's. Returns the dataset's DatasetInfo."""
+    if not os.path.isfile(os.path.join(checkpoint_dir, 'dataset.json')):
+        raise helper.InputError(os.path.join(checkpoint_dir, 'dataset.json'), None,
+                                'file not found: the checkpoint directory must hold the '
+                                'dataset.json train.py writes')
+    return DatasetInfo.load(checkpoint_dir).check_compatible(DatasetInfo.load(dataset_dir))
+
+
+def predict_portion(prefix, config, dataset_dir, portion, device, precision='fp32',
+                    chunk_seconds=0):
+    """[{id, timestamps [N], predictions [N,2], labels [N,2]}] for every
+    segment of the portion, in segment order, padding removed. With
+    chunk_seconds, each segment runs through the model in chunks of that
+    length, the LSTM state carried over (ser.inference.Predictor: the same
+    predictions in bounded memory); 0: each segment in one pass."""
+    info = DatasetInfo.load(dataset_dir)
+    n_segments = len(info.portion_files(portion))
+    graph = tf.Graph()
+    with graph.as_default(), tf.device(helper.configure_device(device)):
+        batch = data_provider.get_split(dataset_dir, portion, 1, None, is_training=False)
+        fetches = dict(batch)
+        if chunk_seconds:
+            inputs, outputs = inference.inference_graph(info.frame_samples, info.embedding_dim,
+                                                        config['hidden_units'],
+                                                        config['modality'])
+        else:
+            fetches['predictions'] = models.build_model(
+                batch['audio'], batch['embeddings'], config['hidden_units'], is_training=False,
+                mask=batch['mask'], modality=config['modality'])
+            del fetches['audio'], fetches['embeddings']
+        initialise = [tf.global_variables_initializer(), tf.local_variables_initializer()]
+        results = []
+        with tf.Session(config=helper.session_config(device, precision=precision)) as session:
+            session.run(initialise)
+            models.restore(session, prefix)
+            predictor = (inference.Predictor(session, inputs, outputs, info, {})
+                         if chunk_seconds else None)
+            coordinator = tf.train.Coordinator()
+            threads = tf.train.start_queue_runners(session, coordinator)
+            try:
+                for _ in tqdm(range(n_segments), desc=portion, unit='seg', file=sys.stderr,
+                              dynamic_ncols=True):
+                    segment = session.run(fetches)
+                    if predictor:
+                        segment['predictions'] = predictor.predict(
+                            segment.pop('audio')[0], segment.pop('embeddings')[0],
+                            inference.chunk_frames_for(chunk_seconds, info.label_step_ms))[None]
+                    results.append(unpad(segment))
+            finally:
+                coordinator.request_stop()
+                coordinator.join(threads)
+    return results
+
+
+def unpad(batch):
+    """The one segment of a batch of 1, with its padding frames dropped."""
+    real = batch['mask'][0] > 0
+    return {'id': batch['id'][0].decode('utf-8'), 'timestamps': batch['timestamps'][0][real],
+            'predictions': batch['predictions'][0][real], 'labels': batch['labels'][0][real]}
+
+
+def portion_metrics(segments):
+    """CCC per dimension and their mean over the concatenated segments."""
+    predictions = np.concatenate([s['predictions'] for s in segments])
+    labels = np.concatenate([s['labels'] for s in segments])
+    ccc = losses.ccc(predictions, labels)
+    return {'frames': int(len(labels)), 'segments': len(segments),
+            'ccc': {name: float(value) for name, value in zip(helper.DIMENSIONS, ccc)},
+            'mean_ccc': float(np.mean(ccc))}
+
+
+# --------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------
+def prediction_path(predictions_dir, name, extension='.csv'):
+    """<predictions_dir>/<Id>/<Id>_<seg>.csv, laid out like labels/."""
+    return os.path.join(predictions_dir, helper.video_of(name), name + extension)
+
+
+def write_segment(segment, predictions_dir, plot):
+    rows = [[int(t)] + ['%.6f' % v for v in np.concatenate([p, l])]
+            for t, p, l in zip(segment['timestamps'], segment['predictions'],
+                               segment['labels'])]
+    helper.write_csv(prediction_path(predictions_dir, segment['id']), CSV_HEADER, rows)
+    if plot:
+        plot_segment(segment, prediction_path(predictions_dir, segment['id'], '.png'))
+
+
+def plot_segment(segment, path):
+    """Prediction against gold over the segment's time, one panel per dimension."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    seconds = segment['timestamps'] / 1000.0
+    figure, axes = plt.subplots(len(helper.DIMENSIONS), 1, figsize=(10, 5), sharex=True)
+    for index, (axis, name) in enumerate(zip(axes, helper.DIMENSIONS)):
+        gold, predicted = segment['labels'][:, index], segment['predictions'][:, index]
+        axis.plot(seconds, gold, color='black', linewidth=1, label='gold')
+        axis.plot(seconds, predicted, color='tab:red', linewidth=1, label='prediction')
+        axis.set_ylabel(name)
+        axis.set_ylim(-1.05, 1.05)
+        axis.set_title('%s  CCC %.3f' % (name, losses.ccc(predicted, gold)), fontsize=9)
+    axes[0].legend(loc='upper right', fontsize=8)
+    axes[-1].set_xlabel('time in the segment (s)')
+    figure.suptitle('segment %s' % segment['id'])
+    figure.tight_layout()
+    with helper.atomic_output(path) as tmp_path:
+        figure.savefig(tmp_path, format='png', dpi=80)
+    plt.close(figure)
+
+
+def report(metrics, portion, prefix, step, checkpoint_dir, json_path):
+    """Table on stdout, a line in log_eval.txt, and the JSON when asked."""
+    lines = ['portion %s, checkpoint %s (step %d), modality %s, precision %s, %d segments, '
+             '%d frames' % (portion, prefix, step, metrics['modality'], metrics['precision'],
+                            metrics['segments'], metrics['frames']),
+             '%-10s %8s' % ('dimension', 'CCC')]
+    lines += ['%-10s %8.4f' % (name, metrics['ccc'][name]) for name in helper.DIMENSIONS]
+    lines.append('%-10s %8.4f' % ('mean', metrics['mean_ccc']))
+    print('\n'.join(lines))
+    scores = '  '.join('ccc_%s %.4f' % (name, metrics['ccc'][name]) for name in helper.DIMENSIONS)
+    helper.append_line(os.path.join(checkpoint_dir, LOG_FILE),
+                       '%s  portion %s  step %d  frames %d  %s  mean_ccc %.4f  modality %s  '
+                       'precision %s' % (
+                           datetime.datetime.now().isoformat(' ', 'seconds'), portion, step,
+                           metrics['frames'], scores, metrics['mean_ccc'], metrics['modality'],
+                           metrics['precision']))
+    if json_path:
+        helper.write_json(json_path, dict(metrics, portion=portion, checkpoint=prefix, step=step))
+
+
+def evaluate(prefix, step, checkpoint_dir, config, options, restore_from=None):
+    """Evaluate one checkpoint and write every output; returns the metrics.
+    The variables come from `restore_from` when given (a staged copy of prefix)."""
+    segments = predict_portion(restore_from or prefix, config, options.dataset_dir,
+                               options.portion, options.device, options.precision,
+                               options.chunk_seconds)
+    for segment in segments:
+        write_segment(segment, options.predictions, options.plots)
+        helper.development_msg('%s: %d frames, CCC %s', segment['id'], len(segment['labels']),
+                               losses.ccc(segment['predictions'], segment['labels']))
+    metrics = dict(portion_metrics(segments), modality=config['modality'],
+                   precision=options.precision)
+    report(metrics, options.portion, prefix, step, checkpoint_dir, options.json_path)
+    return metrics
+
+
+# --------------------------------------------------------------------------
+# --watch: follow training, keep the best checkpoint
+# --------------------------------------------------------------------------
+def stage(prefix, staging_dir):
+    """Hard-link (or copy) a checkpoint's files aside, so that the trainer's
+    clean-up of old checkpoints cannot remove them while they are evaluated.
+    Returns the staged prefix, or None when the checkpoint is already gone."""
+    shutil.rmtree(staging_dir, ignore_errors=True)
+    os.makedirs(staging_dir)
+    try:
+        files = models.checkpoint_files(prefix)
+        for path in files:
+            link_or_copy(path, os.path.join(staging_dir, os.path.basename(path)))
+    except FileNotFoundError:
+        files = []
+    staged = os.path.join(staging_dir, os.path.basename(prefix))
+    if not any(path.endswith('.index') for path in files):
+        shutil.rmtree(staging_dir, ignore_errors=True)
+        return None
+    return staged
+
+
+def link_or_copy(path, target):
+    try:
+        os.link(path, target)
+    except FileNotFoundError:
+        raise
+    except OSError:  # a file system without hard links
+        shutil.copy2(path, target)
+
+
+def read_best(best_dir, portion):
+    """The best result so far on this portion, or None."""
+    path = os.path.join(best_dir, BEST_FILE)
+    if not os.path.isfile(path):
+        return None
+    best = helper.read_json(path)
+    return best if best.get('portion') == portion else None
+
+
+def keep_best(staged_prefix, step, metrics, checkpoint_dir, best_dir, portion):
+    """Make the staged checkpoint <checkpoint>/best/: its files, model.json,
+    dataset.json, a `checkpoint` state file, and best.json (written last)."""
+    name = os.path.basename(staged_prefix)
+    previous = [n for n in helper.list_dir(best_dir)
+                if n.startswith(models.CHECKPOINT_PREFIX + '-') and not n.startswith(name + '.')]
+    # The new checkpoint is complete in best/ before the previous one goes.
+    for path in models.checkpoint_files(staged_prefix):
+        os.replace(path, os.path.join(best_dir, os.path.basename(path)))
+    for old in previous:
+        os.remove(os.path.join(best_dir, old))
+    with helper.atomic_output(os.path.join(best_dir, models.MODEL_CONFIG_FILE)) as tmp_path:
+        shutil.copyfile(os.path.join(checkpoint_dir, models.MODEL_CONFIG_FILE), tmp_path)
+    DatasetInfo.load(checkpoint_dir).save(best_dir)
+    # Given as a path like best_dir's, TensorFlow records it relative to best_dir.
+    tf.train.update_checkpoint_state(best_dir, os.path.join(best_dir, name))
+    helper.write_json(os.path.join(best_dir, BEST_FILE), dict(
+        metrics, portion=portion, step=step, checkpoint=os.path.join(best_dir, name),
+        date=datetime.datetime.now().isoformat(' ', 'seconds')))
+    logging.info('new best: step %d, mean CCC %.4f -> %s', step, metrics['mean_ccc'], best_dir)
+
+
+def step_of(prefix):
+    match = re.search(r'-(\d+)$', prefix)
+    if not match:
+        raise helper.InputError(prefix, None, 'not a %s-N checkpoint' % models.CHECKPOINT_PREFIX)
+    return int(match.group(1))
+
+
+def watch(checkpoint_dir, config, options, interval_secs, timeout_secs):
+    """Evaluate each new checkpoint as training writes it; keep the best (mean
+    CCC) in <checkpoint_dir>/best/. Stops after timeout_secs without one."""
+    best_dir = os.path.join(checkpoint_dir, BEST_DIR)
+    staging_dir = os.path.join(best_dir, '.staging')
+    best = read_best(best_dir, options.portion)
+    evaluated = 0
+    for prefix in tf.train.checkpoints_iterator(checkpoint_dir, interval_secs,
+                                                timeout=timeout_secs):
+        step = step_of(prefix)
+        staged = stage(prefix, staging_dir)
+        if staged is None:
+            logging.warning('%s was removed before it could be evaluated', prefix)
+            continue
+        metrics = evaluate(prefix, step, checkpoint_dir, config, options, restore_from=staged)
+        evaluated += 1
+        if best is None or metrics['mean_ccc'] > best['mean_ccc']:
+            keep_best(staged, step, metrics, checkpoint_dir, best_dir, options.portion)
+            best = dict(metrics, step=step)
+        shutil.rmtree(staging_dir, ignore_errors=True)
+    logging.info('no new checkpoint for %d s: stopping after %d evaluation(s); best %s',
+                 timeout_secs, evaluated,
+                 'none' if best is None else 'step %d, mean CCC %.4f' % (best['step'],
+                                                                         best['mean_ccc']))

@@ -1,0 +1,208 @@
+"""Plain-text alignment (ser.alignment.align_text) for a long-running
+service: every call runs in a child process forked from a clean helper
+process, so that concurrent calls answer exactly as a fresh process would.
+
+Why: espeak, which aeneas calls in-process through its C extension, carries
+state from one synthesis to the next (the same words synthesised again come
+out a few milliseconds longer or shorter), so in one long-lived process the
+word times of a request would depend on the requests before it. The helper
+process imports the aligner but never synthesises; each call is a fork of it,
+so it starts from the state a fresh `predict.py --text` run starts from, and
+several calls run side by side in separate processes (the C extension holds
+the GIL, so threads would only take turns). A fork costs a few milliseconds;
+the helper holds no TensorFlow.
+
+    aligner = IsolatedAligner()
+    words, fallbacks = aligner.align_text(samples_16k, 'plain text', 'eng')
+    aligner.close()
+"""
+
+import gc
+import logging
+import multiprocessing.connection
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+
+import numpy as np
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Far more than aligning --max_audio_seconds of speech takes: only a hung child gets there.
+ANSWER_TIMEOUT_SECONDS = 900
+HELPER_COMMAND = ('import sys; from ser import isolated_alignment; '
+                  'isolated_alignment.serve_forever(int(sys.argv[1]))')
+
+
+class AlignmentProcessError(RuntimeError):
+    """The helper process or one of its children died or failed: a fault of
+    the service, not of the request."""
+
+
+class IsolatedAligner:
+    """align_text in a fresh fork of a clean helper process per call; safe to
+    call from many threads at once."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._process = self._control = None
+        self._start()
+
+    def _start(self):
+        control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        environment = dict(os.environ)
+        environment['PYTHONPATH'] = os.pathsep.join(
+            [REPOSITORY] + [p for p in [environment.get('PYTHONPATH')] if p])
+        with theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, '-c', HELPER_COMMAND, str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=environment)
+        self._control = control
+
+    def alive(self):
+        return self._process.poll() is None
+
+    def ensure_running(self):
+        """Start a new helper process if the last one died (killed, out of
+        memory); True when one runs."""
+        with self._lock:
+            if self._control is not None and not self.alive():
+                logging.warning('the alignment helper process ended (status %s); starting '
+                                'another', self._process.returncode)
+                self._control.close()
+                self._start()
+            return self._control is not None
+
+    def align_text(self, samples, text, language):
+        """ser.alignment.align_text(samples, alignment.SAMPLE_RATE, text,
+        language) in a child process: (words, fallbacks), or the
+        AlignmentError it raised."""
+        try:
+            return self._align_in_child(samples, text, language)
+        except AlignmentProcessError:
+            # The helper may have died between the look at it and the call
+            # (killed, out of memory): once more, with a new one.
+            if not self._helper_died():
+                raise
+            return self._align_in_child(samples, text, language)
+
+    def _helper_died(self, wait_seconds=2.0):
+        try:
+            self._process.wait(timeout=wait_seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def _align_in_child(self, samples, text, language):
+        from ser import alignment
+        self.ensure_running()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with theirs, self._lock:
+            try:
+                if self._control is None:
+                    raise OSError('the aligner is closed')
+                socket.send_fds(self._control, [b'j'], [theirs.fileno()])
+            except OSError as error:
+                mine.close()
+                raise AlignmentProcessError('no alignment helper process (%s)' % error) from None
+        connection = multiprocessing.connection.Connection(mine.detach())
+        try:
+            connection.send((samples, text, language))
+            if not connection.poll(ANSWER_TIMEOUT_SECONDS):
+                raise AlignmentProcessError('no alignment within %d s' % ANSWER_TIMEOUT_SECONDS)
+            status, value = connection.recv()
+        except (EOFError, OSError):
+            raise AlignmentProcessError('the alignment process died before answering') from None
+        finally:
+            connection.close()
+        if status == 'alignment_error':
+            raise alignment.AlignmentError(value)
+        if status == 'error':
+            raise AlignmentProcessError('alignment failed:\n%s' % value)
+        return value
+
+    def close(self):
+        """Stop the helper process (children still running finish their call)."""
+        with self._lock:
+            control, self._control = self._control, None
+        if control is None:
+            return
+        control.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+# --------------------------------------------------------------------------
+# The helper process
+# --------------------------------------------------------------------------
+def serve_forever(control_fd):
+    """Fork a child per channel received on `control_fd`; return when the
+    service closes it."""
+    from ser import alignment
+    # The recording's side of an alignment once, so that every fork inherits
+    # its first-call costs paid; espeak stays untouched. Then the heap is
+    # frozen: the garbage collector of a fork leaves the inherited pages shared.
+    noise = np.random.default_rng(0).standard_normal(alignment.SAMPLE_RATE).astype(np.float32)
+    alignment.recording_mfcc(noise, alignment.aeneas_configuration())
+    gc.freeze()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the service's to handle
+    control = socket.socket(fileno=control_fd)
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 1, 1)
+        except OSError:
+            return
+        if not message:
+            return
+        _reap_finished_children()
+        if not fds:
+            continue
+        if os.fork() == 0:
+            control.close()
+            status = 1
+            try:
+                _answer(fds[0])
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(fds[0])
+
+
+def _reap_finished_children():
+    """Collect the children that have answered (their CPU time then counts in
+    this process's children's time, which a benchmark reads)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _answer(fd):
+    from ser import alignment
+    connection = multiprocessing.connection.Connection(fd)
+    try:
+        samples, text, language = connection.recv()
+        try:
+            reply = ('ok', alignment.align_text(samples, alignment.SAMPLE_RATE, text, language))
+        except alignment.AlignmentError as error:
+            reply = ('alignment_error', str(error))
+        except Exception:  # reported to the service, which logs it
+            reply = ('error', traceback.format_exc())
+        connection.send(reply)
+    finally:
+        connection.close()

@@ -1,0 +1,258 @@
+"""Reading MuSe-CaR 2020 as distributed: word transcripts and label segments.
+
+Word transcripts, transcription_segments/<Id>/<Id>_<seg>.csv, header
+start,end,segment_id,word: one row per token (MuSe's tokens: capitals,
+punctuation, <filler>), times in integer ms. Label segments,
+label_segments/<dimension>/<Id>.csv, header timestamp,value,segment_id: ms of
+video time every 250 ms; a segment's last timestamp is repeated as the next
+segment's first row, so that row belongs to both segments.
+
+Assumption (the MuSe 2020 baseline code reads the data this way; there is no
+data sheet): a segment's audio starts at its first label timestamp, and
+segment-relative time = video ms - that timestamp.
+
+Word times are ms of video time in the baseline code; that was never checked
+against a data sheet, so the other reading is tolerated, decided per segment
+(word_time_base). Word times are never shifted by the segment's first word:
+that would put every first word at 0 s.
+"""
+import collections
+import os
+
+import numpy as np
+
+import helper
+
+TRANSCRIPT_COLUMNS = [('start', float), ('end', float), ('segment_id', str), ('word', str)]
+LABEL_COLUMNS = [('timestamp', float), ('value', float), ('segment_id', str)]
+# How far (ms) a word may run past its segment's audio and still be read; it is
+# clipped to the audio. Recognisers' word edges are off by tens of ms.
+WORD_TOLERANCE_MS = 500
+VIDEO_TIME, SEGMENT_TIME = 'video', 'segment'
+
+# One transcript row: its line in the file, times in ms, segment int, MuSe's token.
+Word = collections.namedtuple('Word', 'row start end segment token')
+# One label row: its line in the file, video timestamp in ms, value.
+LabelRow = collections.namedtuple('LabelRow', 'row timestamp value')
+
+
+def parse_segment_id(path, row, text):
+    """The integer of a segment_id cell ('3' or '3.0')."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not np.isfinite(value) or value != int(value) or value < 0:
+        raise helper.InputError(path, row, 'segment_id %r is not a non-negative integer' % text)
+    return int(value)
+
+
+# --------------------------------------------------------------------------
+# Word transcripts
+# --------------------------------------------------------------------------
+def read_transcript(path):
+    """[Word] of a segment's word transcript, in file order. InputError naming
+    file and row for a wrong column count, a non-numeric or negative time, an
+    end before its start, or bytes that are not UTF-8."""
+    words = []
+    for row, (start, end, segment_id, token) in helper.read_table(path, TRANSCRIPT_COLUMNS,
+                                                                  line_numbers=True):
+        segment = parse_segment_id(path, row, segment_id)
+        if start < 0 or end < start:
+            raise helper.InputError(path, row, 'start %g ms and end %g ms do not make a span '
+                                    '(end must not come before start, both >= 0)' % (start, end))
+        words.append(Word(row, start, end, segment, token))
+    return words
+
+
+def word_time_base(words, start_ms, duration_ms):
+    """VIDEO_TIME or SEGMENT_TIME: how a segment's word times read.
+
+    Video ms (the baseline's reading) when every word lies within the segment's
+    stretch of the video [start, start + duration]. Otherwise, when the segment
+    starts later in the video and every word lies within [0, duration], the
+    times are already segment-relative. Both with WORD_TOLERANCE_MS of slack.
+    None when neither reading fits."""
+    def fits(offset):
+        return all(word.start >= offset - WORD_TOLERANCE_MS
+                   and word.end <= offset + duration_ms + WORD_TOLERANCE_MS for word in words)
+    if fits(start_ms):
+        return VIDEO_TIME
+    if start_ms > 0 and fits(0):
+        return SEGMENT_TIME
+    return None
+
+
+def segment_relative_words(path, words, start_ms, duration_s):
+    """([(row, start_s, end_s, token)], reading) of a segment's words in
+    seconds from the start of its audio, clipped to [0, duration]; reading is
+    the time base found (word_time_base). InputError naming the first word
+    outside the segment when neither reading fits."""
+    duration_ms = duration_s * 1000.0
+    reading = word_time_base(words, start_ms, duration_ms)
+    if reading is None:
+        outside = next(w for w in words if w.start < start_ms - WORD_TOLERANCE_MS
+                       or w.end > start_ms + duration_ms + WORD_TOLERANCE_MS)
+        raise helper.InputError(path, outside.row, 'word %r at %g-%g ms lies outside the segment '
+                                '(video %d-%d ms, its audio lasting %.3f s), and not all words '
+                                'fit the segment-relative reading either'
+                                % (outside.token, outside.start, outside.end, start_ms,
+                                   start_ms + duration_ms, duration_s))
+    offset = start_ms if reading == VIDEO_TIME else 0
+    rows = []
+    for word in words:
+        start = min(max(word.start - offset, 0.0), duration_ms) / 1000.0
+        end = min(max(word.end - offset, 0.0), duration_ms) / 1000.0
+        rows.append((word.row, start, end, word.token))
+    return rows, reading
+
+
+def transcript_text(words):
+    """The segment's tokens in order as one text (fillers kept: they help an aligner)."""
+    return ' '.join(word.token for word in words)
+
+
+# --------------------------------------------------------------------------
+# Label segments
+# --------------------------------------------------------------------------
+def read_label_segments(path):
+    """{segment int: [LabelRow]} of one dimension's label file, in file order.
+    Timestamps must be non-negative multiples of the label step and rise
+    strictly within a segment."""
+    segments = collections.OrderedDict()
+    for row, (timestamp, value, segment_id) in helper.read_table(path, LABEL_COLUMNS,
+                                                                 line_numbers=True):
+        segment = parse_segment_id(path, row, segment_id)
+        if timestamp < 0 or timestamp % helper.LABEL_STEP_MS:
+            raise helper.InputError(path, row, 'timestamp %g ms is not a non-negative multiple '
+                                    'of %d ms' % (timestamp, helper.LABEL_STEP_MS))
+        rows = segments.setdefault(segment, [])
+        if rows and timestamp <= rows[-1].timestamp:
+            raise helper.InputError(path, row, 'timestamp %d ms of segment %d does not follow '
+                                    '%d ms' % (timestamp, segment, rows[-1].timestamp))
+        rows.append(LabelRow(row, int(timestamp), value))
+    if not segments:
+        raise helper.InputError(path, None, 'no label rows after the header')
+    return segments
+
+
+def segment_start(rows):
+    """A segment's start in video ms: its first label timestamp."""
+    return rows[0].timestamp
+
+
+def label_span_seconds(rows):
+    return (rows[-1].timestamp - rows[0].timestamp) / 1000.0
+
+
+def join_segment(segment, arousal, valence, arousal_path, valence_path):
+    """Rows (relative ms, arousal, valence) of one segment from both
+    dimensions' rows; relative to the segment's first timestamp. InputError
+    naming file, row and timestamp when a timestamp is in one dimension only."""
+    sides = ((arousal, arousal_path, valence, valence_path),
+             (valence, valence_path, arousal, arousal_path))
+    for rows, path, other_rows, other_path in sides:
+        other = {row.timestamp for row in other_rows}
+        missing = [row for row in rows if row.timestamp not in other]
+        if missing:
+            raise helper.InputError(path, missing[0].row, 'timestamp %d ms of segment %d is not '
+                                    'in %s (%d timestamp(s) of this segment are missing there)'
+                                    % (missing[0].timestamp, segment, other_path, len(missing)))
+    start = segment_start(arousal)
+    return [(a.timestamp - start, a.value, v.value) for a, v in zip(arousal, valence)]
+
+
+# --------------------------------------------------------------------------
+# Segment audio
+# --------------------------------------------------------------------------
+def check_wav_complete(path):
+    """InputError when a WAV file's data chunk is shorter than its header
+    declares (a copy cut off); other containers are left to their decoder."""
+    if not path.lower().endswith('.wav'):
+        return
+    size = os.path.getsize(path)
+    with open(path, 'rb') as handle:
+        header = handle.read(12)
+        if len(header) < 12 or header[:4] != b'RIFF' or header[8:12] != b'WAVE':
+            raise helper.InputError(path, None, 'not a RIFF/WAVE file (truncated or another format)')
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                raise helper.InputError(path, None, 'truncated WAV: no data chunk')
+            name, length = chunk[:4], int.from_bytes(chunk[4:], 'little')
+            if name == b'data':
+                held = size - handle.tell()
+                # espeak-style streams declare a placeholder size; only a shortfall is an error.
+                if length != 0xFFFFFFFF and held < length:
+                    raise helper.InputError(path, None, 'truncated WAV: the header declares %d '
+                                            'bytes of audio, the file holds %d' % (length, held))
+                return
+            handle.seek(length + (length & 1), os.SEEK_CUR)
+
+
+def read_segment_audio(path, sample_rate):
+    """Mono float32 samples of a segment's audio at `sample_rate`, after
+    checking a WAV is complete."""
+    if not os.path.isfile(path):
+        raise helper.InputError(path, None, 'file not found')
+    check_wav_complete(path)
+    return helper.read_audio(path, sample_rate)
+
+
+def audio_seconds(path):
+    """Duration of an audio file from its header (soundfile), or by decoding."""
+    import soundfile
+    try:
+        return soundfile.info(path).duration
+    except (RuntimeError, soundfile.LibsndfileError, TypeError):
+        return len(helper.read_audio(path, 16000)) / 16000.0
+
+
+def estimated_starts(durations):
+    """Video ms at which each of a video's segments starts when no label file
+    tells: the segments follow one another and, as in MuSe's label files,
+    neighbours share their boundary frame."""
+    starts, start = [], 0
+    for seconds in durations:
+        starts.append(start)
+        frames = int(round(seconds * 1000.0)) // helper.LABEL_STEP_MS
+        start += max(frames - 1, 0) * helper.LABEL_STEP_MS
+    return starts
+
+
+def video_labels(layout, video_id):
+    """({segment name: rows (relative ms, arousal, valence)}, {segment name or
+    None: InputError}) of one video's label files, a segment at a time: a bad
+    segment is an error and the others are still joined; None keys an error of
+    a whole file. ({}, {}) when the video has no label files (labels
+    withheld); one dimension's file alone is an error."""
+    paths = [layout.label_path(dimension, video_id) for dimension in helper.DIMENSIONS]
+    found = [os.path.isfile(path) for path in paths]
+    if not any(found):
+        return {}, {}
+    if not all(found):
+        return {}, {None: helper.InputError(paths[found.index(False)], None, 'file not found, '
+                                            'although %s exists' % paths[found.index(True)])}
+    try:
+        arousal, valence = (read_label_segments(path) for path in paths)
+    except helper.InputError as error:
+        return {}, {None: error}
+    with_audio = set(layout.audio_segments(video_id))
+    joined, errors = {}, {}
+    for segment in sorted(set(arousal) | set(valence)):
+        name = helper.segment_name(video_id, segment)
+        if segment not in arousal or segment not in valence:
+            present, path, other = ((arousal, paths[0], paths[1]) if segment in arousal
+                                    else (valence, paths[1], paths[0]))
+            errors[name] = helper.InputError(path, present[segment][0].row, 'segment %d has no '
+                                             'rows in %s' % (segment, other))
+        elif name not in with_audio:
+            errors[name] = helper.InputError(paths[0], arousal[segment][0].row, 'label rows of '
+                                             'segment %d, which has no audio file in %s'
+                                             % (segment, layout.audio_dir(video_id)))
+        else:
+            try:
+                joined[name] = join_segment(segment, arousal[segment], valence[segment], *paths)
+            except helper.InputError as error:
+                errors[name] = error
+    return joined, errors

@@ -1,0 +1,148 @@
+"""The voicebot's emotion service over HTTP (a drop-in for the service this
+project replaces).
+
+    python serve.py --checkpoint checkpoints/ [--steps N] [--port 8000]
+    python serve.py --saved_model exported/ [--device -1]
+
+    POST /emotion-recognition  {"audio": "<base64 WAV>", "transcript": "plain text"}
+      -> {"status": "ok", "service": "emotion recognition service", "emotion": "happy",
+          "arousal", "valence", "thayers": "<valence>,<arousal>", "chunks", "words",
+          "text", "model", "duration"[, "timeline" when the request has "timeline": true]}
+    GET /health -> 200 {"status": "ok", "model": {"step", "modality"}, ...} once ready
+    WebSocket /emotion-stream: live audio in, a prediction per 250 ms frame and a
+      label per 5 s chunk out while the caller speaks, the summary at the end
+      (the protocol: ser/service.py)
+
+The model is loaded once and shared by all requests; requests are served in
+parallel (--threads at a time), each transcript aligned in a fresh process
+(see ser/isolated_alignment.py). Bad requests get 400, or 413 when too large,
+with {"status": "error", "error": "..."}. One log line per request: its id,
+audio seconds, latency and status. Ctrl-C or SIGTERM stops it gracefully.
+"""
+
+import logging
+
+from absl import app, flags
+import numpy as np
+import uvicorn
+
+import helper
+from ser import alignment, inference, isolated_alignment, service
+
+# ---- Model flags ----
+flags.DEFINE_string('checkpoint', None,
+                    'Training directory of train.py (model.ckpt-N, dataset.json, model.json). '
+                    'Give exactly one of --checkpoint and --saved_model.')
+flags.DEFINE_integer('steps', None, 'With --checkpoint: serve model.ckpt-<steps>; default the '
+                     'latest.', lower_bound=0)
+flags.DEFINE_string('saved_model', None,
+                    'SavedModel of export_model.py: the export directory (its highest version '
+                    'is served) or one version directory.')
+
+# ---- Text flags ----
+flags.DEFINE_string('language', 'eng', 'Language of the transcripts, as an aeneas/espeak code '
+                    '(eng, deu, fra, ...), for the word alignment.')
+
+# ---- Server flags ----
+flags.DEFINE_string('host', '0.0.0.0', 'Address to listen on (127.0.0.1: this machine only).')
+flags.DEFINE_integer('port', 8000, 'TCP port to listen on.', lower_bound=1, upper_bound=65535)
+flags.DEFINE_integer('threads', 4, 'Requests processed at once; more wait their turn.',
+                     lower_bound=1)
+flags.DEFINE_float('max_request_mb', 32.0, 'Largest request body accepted, in MiB (base64 '
+                   'makes audio a third larger); larger ones get 413.', lower_bound=0.001)
+flags.DEFINE_float('max_audio_seconds', 600.0, 'Longest audio accepted, in seconds; longer '
+                   'gets 413.', lower_bound=0.25)
+
+# ---- Inference flags ----
+flags.DEFINE_float('chunk_seconds', inference.DEFAULT_CHUNK_SECONDS,
+                   'Run a request\'s audio through the model in chunks of this many seconds, '
+                   'the LSTM state carried over (the same timeline as one pass, in bounded '
+                   'memory); 0: one pass.', lower_bound=0.0)
+
+# ---- Stream flags ----
+flags.DEFINE_integer('max_streams', service.DEFAULT_MAX_STREAMS,
+                     'WebSocket streams (/emotion-stream) open at once; one more is closed with '
+                     'code 1013 (try again later). Each stream costs CPU at real time: see '
+                     'bench/bench_stream.py for what the machine holds.', lower_bound=0)
+flags.DEFINE_float('stream_idle_seconds', service.DEFAULT_STREAM_IDLE_SECONDS,
+                   'A stream that sends nothing for this long is ended: the server sends the '
+                   'summary of what arrived (with "closed") and closes it.', lower_bound=0.1)
+flags.DEFINE_integer('stream_threads', 2, 'Streams whose frames run through the model at once '
+                     '(requests have their own --threads).', lower_bound=1)
+
+# ---- Device flags ----
+flags.DEFINE_integer('device', 0, 'GPU id to run the model on (the CPU when there is no GPU); '
+                     '-1 for the CPU.')
+
+# ---- Logging flags ----
+flags.DEFINE_bool('verbose', False, 'Development messages.')
+
+FLAGS = flags.FLAGS
+flags.register_validator('language', lambda code: code in alignment.LANGUAGES,
+                         message='not a language code espeak knows (eng, deu, fra, ...)')
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+def check_flags():
+    if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
+        raise app.UsageError('give exactly one of --checkpoint and --saved_model')
+    if FLAGS.steps is not None and not FLAGS.checkpoint:
+        raise app.UsageError('--steps goes with --checkpoint')
+
+
+def load_predictor():
+    if FLAGS.checkpoint:
+        return inference.Predictor.from_checkpoint(FLAGS.checkpoint, FLAGS.steps, FLAGS.device)
+    return inference.Predictor.from_saved_model(FLAGS.saved_model, FLAGS.device)
+
+
+def warm_up(predictor, aligner):
+    """One second of silence through the model and the aligner, so that the
+    first request pays neither graph optimisation nor the aligner's start-up;
+    and the word vectors loaded now, not by the first request with text."""
+    if predictor.modality != 'audio':
+        predictor.embedder
+    silence = np.zeros(2 * predictor.sample_rate, dtype=np.float32)
+    predictor.timeline(silence, chunk_seconds=0)
+    if predictor.carries_state:
+        predictor.timeline(silence, chunk_seconds=1.0)   # chunks, as streams run them
+    try:
+        aligner.align_text(np.zeros(alignment.SAMPLE_RATE, dtype=np.float32), 'ready',
+                           FLAGS.language)
+    except alignment.AlignmentError:
+        pass  # silence has nothing to align; the aligner answered, which is the point
+
+
+def main(argv):
+    del argv
+    check_flags()
+    for name in ('uvicorn', 'asyncio'):   # their DEBUG messages would drown --verbose's
+        logging.getLogger(name).setLevel(logging.INFO)
+    with load_predictor() as predictor, isolated_alignment.IsolatedAligner() as aligner:
+        warm_up(predictor, aligner)
+        if predictor.modality != 'both':
+            logging.warning('the model was trained on %s alone: requests %s', predictor.modality,
+                            'are heard without their words' if predictor.modality == 'audio'
+                            else 'without a transcript give it nothing but zeros')
+        app_service = service.Service(predictor, aligner, FLAGS.language,
+                                      int(FLAGS.max_request_mb * (1 << 20)),
+                                      FLAGS.max_audio_seconds, FLAGS.threads,
+                                      FLAGS.chunk_seconds, FLAGS.max_streams,
+                                      FLAGS.stream_idle_seconds, FLAGS.stream_threads)
+        source = predictor.description.get('checkpoint') or predictor.description['saved_model']
+        logging.info('model %s (step %s, modality %s, %d Hz); serving POST '
+                     'http://%s:%d/emotion-recognition, %d request(s) at a time, and '
+                     'ws://%s:%d/emotion-stream, %d stream(s) at most', source,
+                     predictor.description['step'], predictor.modality, predictor.sample_rate,
+                     FLAGS.host, FLAGS.port, FLAGS.threads, FLAGS.host, FLAGS.port,
+                     FLAGS.max_streams)
+        server = uvicorn.Server(uvicorn.Config(
+            service.create_app(app_service), host=FLAGS.host, port=FLAGS.port,
+            log_config=None, access_log=False, lifespan='off', ws='websockets-sansio',
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS))
+        server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == '__main__':
+    helper.run(main)

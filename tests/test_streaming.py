@@ -1,0 +1,148 @@
+"""ser.streaming in this process: a live utterance fed piece by piece gives
+the timeline, chunks and summary of the whole utterance in one pass (the
+WebSocket endpoint over it is tested in test_serve.py). The model is a
+seeded random checkpoint at the tiny dataset's shapes (1000 Hz, S = 250)."""
+
+import numpy as np
+import pytest
+import soxr
+
+from model_fixtures import write_random_checkpoint
+from ser import emotion, inference, streaming
+
+TOLERANCE = 1e-4
+RATE = 1000
+WORDS = [(0.3, 0.9, 'engine'), (1.0, 1.6, 'seat'), (5.1, 6.0, 'great'), (12.0, 14.2, 'awful'),
+         (14.2, 15.0, 'quiet')]
+
+
+@pytest.fixture(scope='module')
+def predictor(tiny_dataset, tmp_path_factory):
+    checkpoint = write_random_checkpoint(tmp_path_factory.mktemp('stream_model'), tiny_dataset)
+    with inference.Predictor.from_checkpoint(checkpoint, device=-1) as loaded:
+        yield loaded
+
+
+def pcm(seconds, rate=RATE, channels=1, seed=0):
+    """16-bit PCM noise whose loudness changes each second: [samples, channels] int16."""
+    rng = np.random.default_rng(seed)
+    loudness = np.repeat(rng.uniform(0.05, 0.9, int(seconds) + 1), rate)[:int(seconds * rate)]
+    noise = rng.uniform(-1, 1, (len(loudness), channels)) * loudness[:, None]
+    return np.round(noise * 32767).astype('<i2')
+
+
+def as_float(samples):
+    return (samples.astype(np.float32) / 32768.0).mean(axis=1, dtype=np.float32)
+
+
+def stream_through(stream, data, pieces, words=(), words_lag=0.5, seed=1):
+    """Feed `data` (bytes) in `pieces` random-sized messages, each word once
+    the audio is words_lag s past its end (as a recogniser lags); returns
+    the frames and chunks answered, in order."""
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, len(data)), pieces - 1, replace=False))
+    frames, chunks, pending = [], [], list(words)
+    for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(data)]):
+        stream.add_audio(data[start:stop])
+        heard_until = stream.received / stream.predictor.sample_rate
+        ready = [word for word in pending if word[1] + words_lag <= heard_until]
+        pending = pending[len(ready):]
+        if ready or stream.with_words:
+            # Final up to where the recogniser has heard, short of a word still being heard.
+            until = min([heard_until - words_lag] + [start for start, _, _ in pending[:1]])
+            stream.add_words(ready, until=max(0.0, until))
+        new_frames, new_chunks = stream.advance()
+        frames += new_frames
+        chunks += new_chunks
+    new_frames, new_chunks = stream.finish()
+    return frames + new_frames, chunks + new_chunks
+
+
+def test_a_stream_gives_the_one_pass_timeline_chunks_and_summary(predictor):
+    samples = pcm(23.13)
+    _, one_pass = predictor.timeline(as_float(samples), WORDS, chunk_seconds=0)
+    stream = streaming.Stream(predictor, RATE, with_words=True)
+    # Odd-sized pieces: samples split between messages.
+    frames, chunks = stream_through(stream, samples.tobytes(), 97, WORDS)
+    assert [t for t, _, _ in frames] == list(range(0, 250 * len(one_pass), 250))
+    assert np.max(np.abs(np.array([f[1:] for f in frames]) - one_pass)) <= TOLERANCE
+    expected = emotion.summary(one_pass, predictor.step_ms, len(samples) / RATE)
+    assert len(chunks) == len(expected['chunks']) == 5
+    for got, want in zip(chunks, expected['chunks']):
+        assert (got['start'], got['end'], got['emotion']) == (want['start'], want['end'],
+                                                              want['emotion'])
+        assert got['arousal'] == pytest.approx(want['arousal'], abs=TOLERANCE)
+    summary = stream.summary()
+    assert summary['emotion'] == expected['emotion']
+    assert summary['arousal'] == pytest.approx(expected['arousal'], abs=TOLERANCE)
+    assert stream.duration == pytest.approx(23.13)
+
+
+def test_frames_wait_for_their_words(predictor):
+    """With words, a frame is answered only once the words up to its end are
+    known; without, as soon as its audio (and 184 samples more) arrived."""
+    samples = pcm(4).tobytes()
+    with_words = streaming.Stream(predictor, RATE, with_words=True)
+    with_words.add_audio(samples)
+    assert with_words.advance() == ([], [])
+    with_words.add_words([(0.3, 0.9, 'engine')], until=1.1)
+    assert [t for t, _, _ in with_words.advance()[0]] == [0, 250, 500, 750]
+    acoustic = streaming.Stream(predictor, RATE)
+    acoustic.add_audio(samples[:2 * (1000 + inference.REACH_AFTER - 1)])
+    assert len(acoustic.advance()[0]) == 3
+    acoustic.add_audio(samples[2 * (1000 + inference.REACH_AFTER - 1):2 * (1000 + 184)])
+    assert len(acoustic.advance()[0]) == 1
+
+
+def test_another_rate_and_stereo_are_resampled_and_mixed(predictor):
+    samples = pcm(7.3, rate=8000, channels=2, seed=3)
+    expected_samples = soxr.resample(as_float(samples), 8000, RATE)
+    _, one_pass = predictor.timeline(expected_samples, chunk_seconds=0)
+    stream = streaming.Stream(predictor, 8000, channels=2)
+    frames, _ = stream_through(stream, samples.tobytes(), 40)
+    assert len(frames) == len(one_pass)
+    assert np.max(np.abs(np.array([f[1:] for f in frames]) - one_pass)) <= TOLERANCE
+
+
+def test_only_the_last_frames_of_audio_are_kept(predictor):
+    stream = streaming.Stream(predictor, RATE)
+    data = pcm(20).tobytes()
+    for start in range(0, len(data), 500):
+        stream.add_audio(data[start:start + 500])
+        stream.advance()
+        assert len(stream._audio) <= 3 * predictor.frame_samples
+    assert stream.frames_done == 79
+
+
+@pytest.mark.parametrize('words, message', [
+    ([(2.0, 2.5, 'seat'), (1.0, 1.5, 'engine')], 'in order of time'),
+])
+def test_words_out_of_order_are_refused(predictor, words, message):
+    stream = streaming.Stream(predictor, RATE, with_words=True)
+    with pytest.raises(streaming.StreamError, match=message):
+        stream.add_words(words)
+
+
+@pytest.mark.parametrize('rows, message', [
+    ('engine', 'must be a list'),
+    ([{'word': 'engine', 'start': 1.0}], r'"words"\[0\] must be'),
+    ([{'word': 5, 'start': 1.0, 'end': 2.0}], 'the word must be text'),
+    ([{'word': 'engine', 'start': 2.0, 'end': 1.0}], 'end must not precede start'),
+])
+def test_malformed_words(rows, message):
+    with pytest.raises(streaming.StreamError, match=message):
+        streaming.timed_words(rows, '"words"')
+
+
+def test_recognised_words_are_normalised():
+    assert streaming.timed_words([{'word': 'Engine!', 'start': 0.5, 'end': 1},
+                                  {'word': '<laugh>', 'start': 1, 'end': 2}], '"words"') == [
+        (0.5, 1.0, 'engine')]
+
+
+def test_nothing_after_the_end(predictor):
+    stream = streaming.Stream(predictor, RATE)
+    stream.add_audio(pcm(1).tobytes())
+    stream.finish()
+    with pytest.raises(streaming.StreamError, match='after the end'):
+        stream.add_audio(b'\x00\x00')
