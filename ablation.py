@@ -60,11 +60,10 @@ flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate of every run.', lo
 # ---- Output flags ----
 flags.DEFINE_string('output_dir', 'ablation/', 'Where runs/ and results.json go.')
 flags.DEFINE_string('report', 'RESULTS.md', 'Markdown report to (re)write.')
-flags.DEFINE_bool('overwrite', False, 'Redo runs that already have results.')
-flags.DEFINE_bool('verbose', False, 'Development messages (commands run).')
+helper.define_flags('overwrite', 'verbose')
 
 # ---- Device flags ----
-flags.DEFINE_integer('device', 0, 'GPU id for training and evaluation; -1 for the CPU.')
+helper.define_flags('device')
 
 
 @flags.validator('seeds', message='--seeds must be a comma list of distinct integers')

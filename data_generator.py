@@ -28,14 +28,7 @@ from ser import embeddings, generation, records
 FLAGS = flags.FLAGS
 
 # ---- Dataset flags ----
-flags.DEFINE_string('muse_dir', helper.DEFAULT_MUSE_DIR,
-                    'MuSe-CaR directory; the segment audio is read from '
-                    '<muse_dir>/<task_dir>/audio_segments/<Id>/<Id>_<seg>.wav.')
-flags.DEFINE_string('task_dir', helper.DEFAULT_TASK_DIR,
-                    'Task directory inside --muse_dir (the processed-tasks package).')
-flags.DEFINE_string('work_dir', helper.DEFAULT_WORK_DIR,
-                    'Pipeline directory: reads sync_maps/, labels/, partition.csv; '
-                    'writes tfrecords/ and embeddings/.')
+helper.define_flags('muse_dir', 'task_dir', 'work_dir')
 flags.DEFINE_string('partition', None,
                     'Partition file of video ids (header Id,Proposal). '
                     'Default: <work_dir>/partition.csv.')
@@ -59,11 +52,7 @@ flags.DEFINE_integer('word2vec_epochs', embeddings.WORD2VEC_EPOCHS,
 flags.DEFINE_integer('seed', 0, 'Seed of the word2vec training.')
 
 # ---- Run flags ----
-flags.DEFINE_integer('workers', helper.default_workers(),
-                     'Segments processed in parallel (1 = in this process).', lower_bound=1)
-flags.DEFINE_boolean('overwrite', False,
-                     'Rewrite existing TFRecords and retrain the word2vec vectors.')
-flags.DEFINE_boolean('verbose', False, 'Show development messages.')
+helper.define_flags('workers', 'overwrite', 'verbose')
 
 flags.register_validator('sample_rate', records.is_valid_sample_rate,
                          'a 250 ms frame must hold a multiple of 250 samples: '

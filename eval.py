@@ -51,8 +51,7 @@ flags.DEFINE_float('chunk_seconds', inference.DEFAULT_CHUNK_SECONDS,
 flags.DEFINE_string('checkpoint', 'checkpoints/',
                     'Checkpoint directory written by train.py (model.ckpt-N, model.json, '
                     'dataset.json).')
-flags.DEFINE_integer('steps', None, 'Evaluate model.ckpt-<steps>; default: the latest.',
-                     lower_bound=0)
+helper.define_flags('steps')
 flags.DEFINE_bool('watch', False,
                   'Evaluate every new checkpoint as training writes it and keep the best '
                   '(mean CCC) in <checkpoint>/best/.')
@@ -67,10 +66,10 @@ flags.DEFINE_string('predictions_dir', None,
                     'Where the per-segment CSV and PNG go (<Id>/<Id>_<seg>.csv); default '
                     'predictions/<portion>/.')
 flags.DEFINE_bool('plots', True, 'Draw a PNG per segment beside its CSV.')
-flags.DEFINE_bool('verbose', False, 'Development messages (variables, per-segment CCC).')
+helper.define_flags('verbose')
 
 # ---- Device flags ----
-flags.DEFINE_integer('device', 0, 'GPU id to run on; -1 for the CPU.')
+helper.define_flags('device')
 flags.DEFINE_enum('precision', 'fp32', list(helper.PRECISIONS),
                   'Arithmetic of the model, as train.py --precision (any checkpoint runs in any '
                   'precision); auto picks what this machine runs natively.')

@@ -21,8 +21,7 @@ from ser import export
 flags.DEFINE_string('checkpoint', 'checkpoints/',
                     'Training directory of train.py (model.ckpt-N files, dataset.json, '
                     'model.json).')
-flags.DEFINE_integer('steps', None, 'Export model.ckpt-<steps>; default: the latest checkpoint.',
-                     lower_bound=0)
+helper.define_flags('steps')
 
 # ---- Export flags ----
 flags.DEFINE_string('export_dir', 'exported/',
@@ -31,10 +30,10 @@ flags.DEFINE_bool('bundle_embeddings', True,
                   'Copy the word vectors named in dataset.json into the export, so that it is '
                   'self-contained; turn off for very large vectors, which are then read from '
                   'where they are (dataset.json keeps the path relative to the export).')
-flags.DEFINE_bool('overwrite', False, 'Replace an existing export of the same step.')
+helper.define_flags('overwrite')
 
 # ---- Logging flags ----
-flags.DEFINE_bool('verbose', False, 'Development messages (tensor names, checks).')
+helper.define_flags('verbose')
 
 FLAGS = flags.FLAGS
 

@@ -269,8 +269,8 @@ def define_flags(*names):
         getattr(flags, 'DEFINE_' + kind)(name, default, text, **keywords)
         if name == 'language':
             flags.register_validator('language', _is_aeneas_language,
-                                     message='--language must be a language code espeak '
-                                     'supports in aeneas (e.g. eng, deu, fra, ita, spa)')
+                                     message='not a language code espeak knows in aeneas '
+                                     '(eng, deu, fra, ita, spa, ...)')
 
 
 def _is_aeneas_language(code):

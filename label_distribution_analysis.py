@@ -24,8 +24,7 @@ from ser import distribution
 FLAGS = flags.FLAGS
 
 # ---- Input flags ----
-flags.DEFINE_string('work_dir', helper.DEFAULT_WORK_DIR,
-                    'Work directory holding labels/<Id>/ (from label_generator.py).')
+helper.define_flags('work_dir')
 flags.DEFINE_string('partition', None,
                     'Partition file, header Id,Proposal of video ids (default '
                     '<work_dir>/partition.csv).')
@@ -34,7 +33,7 @@ flags.DEFINE_string('partition', None,
 flags.DEFINE_string('plot_dir', None,
                     'Where the PNG curves and label_statistics.csv go (default <work_dir>/plots).')
 flags.DEFINE_integer('bins', 50, 'Number of histogram bins of each curve.', lower_bound=1)
-flags.DEFINE_boolean('verbose', False, 'Show development messages.')
+helper.define_flags('verbose')
 
 
 def main(argv):

@@ -32,21 +32,10 @@ from ser import muse
 FLAGS = flags.FLAGS
 
 # ---- Input flags ----
-flags.DEFINE_string('muse_dir', helper.DEFAULT_MUSE_DIR,
-                    'MuSe-CaR directory: metadata/partition.csv and <task_dir>/label_segments/ '
-                    'are read.')
-flags.DEFINE_string('task_dir', helper.DEFAULT_TASK_DIR,
-                    'Task folder inside --muse_dir holding label_segments/ and audio_segments/.')
-flags.DEFINE_list('ids', None,
-                  'Only these video ids (comma separated); default: every video of the partition.')
+helper.define_flags('muse_dir', 'task_dir', 'ids')
 
 # ---- Output flags ----
-flags.DEFINE_string('work_dir', helper.DEFAULT_WORK_DIR,
-                    'Output root: labels go to <work_dir>/labels/<Id>/<Id>_<seg>.csv.')
-flags.DEFINE_boolean('overwrite', False,
-                     'Rewrite label files that already exist (by default they are skipped, so an '
-                     'interrupted run resumes).')
-flags.DEFINE_boolean('verbose', False, 'Show development messages.')
+helper.define_flags('work_dir', 'overwrite', 'verbose')
 
 LABEL_HEADER = ('timestamp',) + helper.DIMENSIONS
 

@@ -28,8 +28,7 @@ flags.DEFINE_string('truth_dir', 'demo/truth',
                     'Folder for what only the generator knows: true word timings per segment '
                     '(word_timings/<Id>/<Id>_<seg>.csv, seconds from the segment start), '
                     'segments.csv, sentence levels, withheld test labels.')
-flags.DEFINE_boolean('overwrite', False,
-                     'Regenerate even if a complete corpus with the same settings exists.')
+helper.define_flags('overwrite')
 
 # ---- Corpus flags ----
 flags.DEFINE_integer('videos', 16, 'Number of videos (each cut into 2 to 4 segments).',
@@ -40,9 +39,7 @@ flags.DEFINE_integer('seed', 0, 'Seed of every random choice; same seed, same by
                      lower_bound=0)
 
 # ---- Run flags ----
-flags.DEFINE_integer('workers', helper.default_workers(),
-                     'Videos synthesised in parallel (default: all cores).', lower_bound=1)
-flags.DEFINE_boolean('verbose', False, 'Show development messages.')
+helper.define_flags('workers', 'verbose')
 
 
 def main(argv):

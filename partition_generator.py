@@ -30,10 +30,7 @@ from ser import partition as splitting
 FLAGS = flags.FLAGS
 
 # ---- Input flags ----
-flags.DEFINE_string('muse_dir', helper.DEFAULT_MUSE_DIR,
-                    'MuSe-CaR directory: the current partition is metadata/partition.csv.')
-flags.DEFINE_string('work_dir', helper.DEFAULT_WORK_DIR,
-                    'Work directory holding labels/<Id>/ (from label_generator.py).')
+helper.define_flags('muse_dir', 'work_dir')
 
 # ---- Output flags ----
 flags.DEFINE_string('output', None,
@@ -51,7 +48,7 @@ flags.DEFINE_integer('balance_trials', 1,
                      'Number of seeded splits tried; the one whose devel and test label '
                      'distributions are closest (smallest sum of KS statistics) is kept.',
                      lower_bound=1)
-flags.DEFINE_boolean('verbose', False, 'Show development messages.')
+helper.define_flags('verbose')
 
 
 def main(argv):

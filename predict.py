@@ -49,14 +49,7 @@ import models
 from ser import alignment, inference
 
 # ---- Model flags ----
-flags.DEFINE_string('checkpoint', None,
-                    'Training directory of train.py (model.ckpt-N, dataset.json, model.json). '
-                    'Give exactly one of --checkpoint and --saved_model.')
-flags.DEFINE_integer('steps', None, 'With --checkpoint: use model.ckpt-<steps>; default the '
-                     'latest.', lower_bound=0)
-flags.DEFINE_string('saved_model', None,
-                    'SavedModel of export_model.py: the export directory (its highest version '
-                    'is used) or one version directory.')
+helper.define_flags('checkpoint', 'steps', 'saved_model')
 flags.DEFINE_enum('modality', None, list(models.MODALITIES),
                   'What the model hears: both, audio (zero embeddings) or text (zero audio '
                   'frames); default: the modality the model was trained with (model.json). A '
@@ -86,26 +79,21 @@ flags.DEFINE_string('transcript', None,
 flags.DEFINE_string('words', None,
                     'Word timings, header start,end,word (seconds), e.g. from an ASR; '
                     'used without alignment.')
-flags.DEFINE_string('language', 'eng', 'Language of --text and --transcript, as an '
-                    'aeneas/espeak code (eng, deu, fra, ...).')
+helper.define_flags('language')
 
 # ---- Output flags ----
 flags.DEFINE_string('output', None, 'CSV timeline to write: timestamp (ms),arousal,valence.')
 flags.DEFINE_string('plot', None, 'Optional PNG of the timeline.')
 flags.DEFINE_string('json', None, 'Optional JSON summary of the run (text used, frames, means).')
-flags.DEFINE_bool('overwrite', False, 'Replace an existing --output (otherwise the run is '
-                  'skipped).')
+helper.define_flags('overwrite')
 
 # ---- Device flags ----
-flags.DEFINE_integer('device', 0, 'GPU id to run on (the CPU when there is no GPU); -1 for the '
-                     'CPU.')
+helper.define_flags('device')
 
 # ---- Logging flags ----
-flags.DEFINE_bool('verbose', False, 'Development messages (frames, word counts, tokens left out).')
+helper.define_flags('verbose')
 
 FLAGS = flags.FLAGS
-flags.register_validator('language', lambda code: code in alignment.LANGUAGES,
-                         message='not a language code espeak knows (eng, deu, fra, ...)')
 
 
 def check_flags():

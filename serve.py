@@ -30,18 +30,10 @@ import helper
 from ser import alignment, inference, isolated_alignment, service
 
 # ---- Model flags ----
-flags.DEFINE_string('checkpoint', None,
-                    'Training directory of train.py (model.ckpt-N, dataset.json, model.json). '
-                    'Give exactly one of --checkpoint and --saved_model.')
-flags.DEFINE_integer('steps', None, 'With --checkpoint: serve model.ckpt-<steps>; default the '
-                     'latest.', lower_bound=0)
-flags.DEFINE_string('saved_model', None,
-                    'SavedModel of export_model.py: the export directory (its highest version '
-                    'is served) or one version directory.')
+helper.define_flags('checkpoint', 'steps', 'saved_model')
 
 # ---- Text flags ----
-flags.DEFINE_string('language', 'eng', 'Language of the transcripts, as an aeneas/espeak code '
-                    '(eng, deu, fra, ...), for the word alignment.')
+helper.define_flags('language')
 
 # ---- Server flags ----
 flags.DEFINE_string('host', '0.0.0.0', 'Address to listen on (127.0.0.1: this machine only).')
@@ -71,15 +63,12 @@ flags.DEFINE_integer('stream_threads', 2, 'Streams whose frames run through the 
                      '(requests have their own --threads).', lower_bound=1)
 
 # ---- Device flags ----
-flags.DEFINE_integer('device', 0, 'GPU id to run the model on (the CPU when there is no GPU); '
-                     '-1 for the CPU.')
+helper.define_flags('device')
 
 # ---- Logging flags ----
-flags.DEFINE_bool('verbose', False, 'Development messages.')
+helper.define_flags('verbose')
 
 FLAGS = flags.FLAGS
-flags.register_validator('language', lambda code: code in alignment.LANGUAGES,
-                         message='not a language code espeak knows (eng, deu, fra, ...)')
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
@@ -116,7 +105,8 @@ def warm_up(predictor, aligner):
 def main(argv):
     del argv
     check_flags()
-    for name in ('uvicorn', 'asyncio'):   # their DEBUG messages would drown --verbose's
+    # uvicorn's own start and stop lines are worth seeing (helper lets it log warnings only).
+    for name in ('uvicorn', 'asyncio'):
         logging.getLogger(name).setLevel(logging.INFO)
     with load_predictor() as predictor, isolated_alignment.IsolatedAligner() as aligner:
         warm_up(predictor, aligner)

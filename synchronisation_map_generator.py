@@ -43,41 +43,24 @@ from ser import alignment, muse, sync_maps
 FLAGS = flags.FLAGS
 
 # ---- Input flags ----
-flags.DEFINE_string('muse_dir', helper.DEFAULT_MUSE_DIR,
-                    'MuSe-CaR directory: metadata/partition.csv and <task_dir>/ are read.')
-flags.DEFINE_string('task_dir', helper.DEFAULT_TASK_DIR,
-                    'Task folder inside --muse_dir holding audio_segments/, '
-                    'transcription_segments/ and label_segments/.')
-flags.DEFINE_list('ids', None,
-                  'Only these video ids (comma separated); default: every video of the partition.')
+helper.define_flags('muse_dir', 'task_dir', 'ids')
 flags.DEFINE_string('truth_dir', None,
                     'Optional folder with true word timings, word_timings/<Id>/<Id>_<seg>.csv '
                     '(header start,end,word, seconds from the segment start): the summary then '
                     'reports alignment accuracy.')
 
 # ---- Output flags ----
-flags.DEFINE_string('work_dir', helper.DEFAULT_WORK_DIR,
-                    'Output root: sync maps go to <work_dir>/sync_maps/<Id>/<Id>_<seg>.csv.')
-flags.DEFINE_boolean('overwrite', False,
-                     'Rewrite sync maps that already exist (by default they are skipped, so an '
-                     'interrupted run resumes).')
+helper.define_flags('work_dir', 'overwrite')
 
 # ---- Alignment flags ----
 flags.DEFINE_enum('aligner', 'given', sync_maps.ALIGNERS,
                   'given: MuSe\'s word times, converted to segment-relative seconds; aeneas: '
                   're-align the segment\'s words against its audio (slower; for word times '
                   'missing or wrong).')
-flags.DEFINE_string('language', 'eng',
-                    'Language of the transcripts for --aligner aeneas, as an aeneas/espeak '
-                    'language code (eng, deu, fra, ...): it picks the synthesis voice.')
-flags.register_validator('language', lambda code: code in alignment.LANGUAGES,
-                         message='--language must be a language code espeak supports in aeneas '
-                         '(e.g. eng, deu, fra, ita, spa)')
+helper.define_flags('language')
 
 # ---- Run flags ----
-flags.DEFINE_integer('workers', helper.default_workers(),
-                     'Segments processed in parallel (default: all cores).', lower_bound=1)
-flags.DEFINE_boolean('verbose', False, 'Show development messages.')
+helper.define_flags('workers', 'verbose')
 
 
 def plan(layout, videos):

@@ -87,10 +87,10 @@ flags.DEFINE_integer('save_summaries_secs', 60, 'Seconds between TensorBoard sum
 flags.DEFINE_integer('max_checkpoints', 5, 'How many recent checkpoints to keep.', lower_bound=1)
 flags.DEFINE_integer('log_every_n_steps', 10, 'Steps between progress lines in log_train.txt.',
                      lower_bound=1)
-flags.DEFINE_bool('verbose', False, 'Development messages (shapes, variables, progress lines).')
+helper.define_flags('verbose')
 
 # ---- Device flags ----
-flags.DEFINE_integer('device', 0, 'GPU id to train on; -1 for the CPU.')
+helper.define_flags('device')
 flags.DEFINE_enum('precision', 'fp32', list(helper.PRECISIONS),
                   'Arithmetic of the training step, through TensorFlow\'s mixed-precision graph '
                   'rewrite; variables and checkpoints stay float32 either way. bf16: oneDNN on '

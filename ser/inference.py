@@ -182,6 +182,10 @@ class Predictor:
         self._inputs, self._outputs = inputs, outputs
         self.dataset = info
         self.description = description
+        # The framing of the data the model was trained on.
+        self.sample_rate, self.frame_samples = info.sample_rate, info.frame_samples
+        self.embedding_dim, self.step_ms = info.embedding_dim, info.label_step_ms
+        self.modality = description.get('modality')
         self._embedder = None
 
     @classmethod
@@ -250,26 +254,6 @@ class Predictor:
         return cls(session, inputs, outputs, info,
                    {'saved_model': os.path.abspath(model_dir),
                     'step': int(version) if version.isdigit() else None, 'modality': exported})
-
-    @property
-    def sample_rate(self):
-        return self.dataset.sample_rate
-
-    @property
-    def frame_samples(self):
-        return self.dataset.frame_samples
-
-    @property
-    def embedding_dim(self):
-        return self.dataset.embedding_dim
-
-    @property
-    def step_ms(self):
-        return self.dataset.label_step_ms
-
-    @property
-    def modality(self):
-        return self.description['modality']
 
     @property
     def carries_state(self):
