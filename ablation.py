@@ -45,6 +45,8 @@ flags.DEFINE_string('dataset_dir', helper.tfrecords_dir('demo'),
 flags.DEFINE_enum('portion', 'test', list(helper.PORTIONS), 'Portion every run is evaluated on.')
 flags.DEFINE_integer('sequence_length', 100, 'Frames per training window.', lower_bound=1)
 flags.DEFINE_integer('batch_size', 5, 'Windows per training batch.', lower_bound=1)
+flags.DEFINE_enum('windows', ablation.DEFAULT_WINDOWS, list(ablation.WINDOW_SCHEMES),
+                  'train.py --windows of every run.')
 
 # ---- Model flags ----
 flags.DEFINE_list('modalities', ['both', 'audio', 'text'],
@@ -56,6 +58,8 @@ flags.DEFINE_list('seeds', ['0', '1', '2'],
                   'Comma list of seeds; every modality is trained once per seed.')
 flags.DEFINE_integer('max_steps', 600, 'Training steps of every run.', lower_bound=1)
 flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate of every run.', lower_bound=0.0)
+flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
+                  'train.py --precision of every run (evaluation is fp32).')
 
 # ---- Output flags ----
 flags.DEFINE_string('output_dir', 'ablation/', 'Where runs/ and results.json go.')
@@ -87,7 +91,7 @@ def main(argv):
     modalities = list(FLAGS.modalities)
     plan = ablation.schedule(FLAGS.dataset_dir, FLAGS.portion, FLAGS.max_steps,
                              FLAGS.learning_rate, FLAGS.sequence_length, FLAGS.batch_size,
-                             FLAGS.hidden_units)
+                             FLAGS.hidden_units, FLAGS.windows, FLAGS.precision)
     ablation.dataset_summary(plan['dataset_dir'], plan['portion'])  # bad data fails here, early
     started = time.time()
     records, failed = ablation.run_all(plan, seeds, modalities, FLAGS.output_dir, FLAGS.device,

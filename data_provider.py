@@ -9,7 +9,16 @@ Each TFRecord file holds one whole segment, so the window length is chosen
 here, at reading time, and never requires regenerating the records. Padding
 frames are zeros with mask 0, so losses and metrics skip them.
 
-Training windows (`windows`, WINDOW_SCHEMES):
+Training windows (`windows`, WINDOW_SCHEMES), each drawing every real frame
+once per pass over the segments:
+  per_segment (default): each segment on its own, after 0..T-1 padding
+    frames drawn at random, so its windows' boundaries move from pass to
+    pass, and its last window padded to T. MuSe-CaR's topic segments are
+    often shorter than a 25 s window, so most of such a window is padding.
+  tight: as per_segment, but in the fewest windows that hold the segment: the
+    leading padding is drawn among its spare frames (ceil(N/T)*T - N) only.
+    A segment shorter than a window fills one window from (nearly) its first
+    frame.
   packed: the shuffled train segments follow one another as one
     stream of frames, one padding frame before each segment, and every T
     consecutive frames of the stream are a window. A window may hold the end
@@ -18,11 +27,7 @@ Training windows (`windows`, WINDOW_SCHEMES):
     starts from a zero state, and the padding frame between them is wider than
     the reach of the convolutions across a frame edge (under 250 samples), so
     each segment's predictions are those of the segment alone between two
-    padding frames. Every frame is drawn once per pass over the segments.
-  per_segment (default): each segment pass is cut on its own into windows
-    after a random leading offset of 0..T-1 padding frames, and its last
-    window is padded to T. MuSe-CaR's topic segments are often shorter than a
-    25 s window, so most of such a window is padding.
+    padding frames.
 
 Usage (graph mode):
     batch = data_provider.get_split('tfrecords', 'train', 5, 100, is_training=True)
@@ -37,9 +42,9 @@ tf = helper.import_tensorflow()
 # Windows kept in the shuffle queue after each dequeue: with T=100, S=4000 a
 # window is 1.6 MB, so 64 of them (~100 MB) mix several segments.
 MIN_AFTER_DEQUEUE = 64
-WINDOW_SCHEMES = ('packed', 'per_segment')
-# Packed windows learn from 2.3 times the real frames per step on the demo
-# corpus, but their test CCC was lower there (RESULTS.md): not the default yet.
+WINDOW_SCHEMES = ('per_segment', 'tight', 'packed')
+# The schemes that compute less padding trained less accurate models on the
+# demo corpus, at equal steps and at equal real frames (RESULTS.md).
 DEFAULT_WINDOWS = 'per_segment'
 # Frames the packing queue holds, in windows: one being cut while the next
 # segment is read in.
@@ -93,6 +98,16 @@ def to_windows(segment, sequence_length, offset):
     return windows
 
 
+def leading_padding(n_frames, sequence_length, windows, seed):
+    """Random number of padding frames before a segment of n_frames: up to the
+    spare frames of its fewest windows ('tight') or up to T-1 ('per_segment')."""
+    if windows == 'tight':
+        spare = -n_frames % sequence_length
+    else:
+        spare = sequence_length - 1
+    return tf.random_uniform([], 0, spare + 1, tf.int32, seed=seed)
+
+
 def separated_frames(segment):
     """The segment's frames after one padding frame (zeros, mask 0, id ''),
     with 'reset' 1 on its first real frame and 'id' repeated per frame."""
@@ -136,7 +151,7 @@ def get_split(dataset_dir, portion, batch_size, sequence_length, is_training, se
       `num_epochs` None repeats forever, windows cut as `windows` says (see
       the module's docstring): 'packed' adds 'reset' [B,T] float32 (1 on a
       segment's first frame) and gives 'id' per frame [B,T] ('' on padding);
-      'per_segment' windows each come from one segment, 'id' [B].
+      'tight' and 'per_segment' windows each come from one segment, 'id' [B].
       Otherwise: windows of one segment each, from its first frame, in file
       order; with a finite `num_epochs` the last batch may be smaller (batch
       dimension None) and OutOfRangeError ends it.
@@ -173,7 +188,7 @@ def get_split(dataset_dir, portion, batch_size, sequence_length, is_training, se
             min_after_dequeue=MIN_AFTER_DEQUEUE, num_threads=1, seed=seed)
         return dict(zip(names, batch))
 
-    offset = (tf.random_uniform([], 0, sequence_length, tf.int32, seed=seed)
+    offset = (leading_padding(tf.shape(segment['mask'])[0], sequence_length, windows, seed)
               if is_training else tf.constant(0))
     windows = to_windows(segment, sequence_length, offset)
     tensors = [windows[n] for n in names]

@@ -70,7 +70,7 @@ helper.define_flags('verbose')
 
 # ---- Device flags ----
 helper.define_flags('device')
-flags.DEFINE_enum('precision', 'fp32', list(helper.PRECISIONS),
+flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
                   'Arithmetic of the model, as train.py --precision (any checkpoint runs in any '
                   'precision); auto picks what this machine runs natively.')
 

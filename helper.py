@@ -9,6 +9,7 @@ import json
 import logging
 import multiprocessing
 import os
+import platform
 import re
 import string
 import subprocess
@@ -342,7 +343,16 @@ def _quiet_native_start_up():
         os.close(saved)
 
 
-def session_config(device, xla=False, precision='fp32'):
+# Arithmetic precisions of --precision. 'auto' is the fastest the machine runs
+# natively: fp16 on a GPU with tensor cores, bf16 on a CPU with bf16
+# instructions, fp32 otherwise.
+PRECISIONS = ('fp32', 'bf16', 'fp16', 'auto')
+# fp32 until mixed precision is shown to train as well on every device 'auto'
+# picks (RESULTS.md).
+DEFAULT_PRECISION = 'fp32'
+
+
+def session_config(device, xla=False, precision=DEFAULT_PRECISION):
     """A ConfigProto that lets GPU memory grow and falls back to the CPU;
     `xla` turns on XLA JIT compilation of the graph (auto-clustering);
     `precision` (PRECISIONS; see choose_precision) turns on TensorFlow's
@@ -369,10 +379,6 @@ def session_config(device, xla=False, precision='fp32'):
     return config
 
 
-# Arithmetic precisions of --precision. 'auto' is the fastest the machine runs
-# natively: fp16 on a GPU with tensor cores, bf16 on a CPU with bf16
-# instructions, fp32 otherwise.
-PRECISIONS = ('fp32', 'bf16', 'fp16', 'auto')
 # CPU flags (/proc/cpuinfo) of native bf16 arithmetic. Without them oneDNN still
 # runs the bf16 rewrite, emulated, and a training step takes longer than fp32
 # (BENCHMARKS.md), so 'auto' does not pick it.
@@ -381,16 +387,26 @@ BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
 FP16_MIN_COMPUTE_CAPABILITY = (7, 0)
 
 
-def cpu_flags():
-    """The instruction-set flags of the CPU (/proc/cpuinfo), empty off Linux."""
+def cpuinfo_field(name):
+    """The value of the first `name` line of /proc/cpuinfo, None off Linux."""
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as handle:
             for line in handle:
-                if line.startswith('flags'):
-                    return set(line.split(':', 1)[1].split())
+                if line.split(':', 1)[0].strip() == name:
+                    return line.split(':', 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags():
+    """The instruction-set flags of the CPU, empty off Linux."""
+    return set((cpuinfo_field('flags') or '').split())
+
+
+def cpu_model():
+    """The CPU's model name, as the OS names it."""
+    return cpuinfo_field('model name') or platform.processor() or platform.machine()
 
 
 def decide_precision(requested, gpu_capability, cpu_flags_found, onednn):

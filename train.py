@@ -21,12 +21,14 @@ every task runs train.py with the same cluster and its own job:
 or with the cluster in the TF_CONFIG environment variable instead of the four
 flags. A ps serves until it is stopped.
 
---windows packed runs the shuffled segments one after another, one padding
-frame between two and the LSTM restarting at each, so that segments shorter
-than a window do not leave most of it as padding (--windows per_segment, the
-default, cuts each segment on its own). --precision bf16/fp16/auto runs the step
-in mixed precision; checkpoints are float32 whatever the precision or the
-windows, and a run may resume with others.
+--windows says how training windows are cut from the segments: per_segment,
+the default, cuts each segment on its own after a random offset; tight puts
+each in the fewest windows that hold it, and packed runs the segments one
+after another with the LSTM restarting at each, so that segments shorter than
+a window do not leave most of it as padding (RESULTS.md: both trained less
+accurate models on the demo corpus). --precision bf16/fp16/auto runs the
+step in mixed precision. Checkpoints are float32 whatever the precision or
+the windows, and a run may resume with others.
 """
 
 import logging
@@ -50,12 +52,13 @@ flags.DEFINE_integer('sequence_length', 100,
                      'Frames per window (250 ms each); any value, no TFRecord regeneration.',
                      lower_bound=1)
 flags.DEFINE_enum('windows', data_provider.DEFAULT_WINDOWS, list(data_provider.WINDOW_SCHEMES),
-                  'How windows are cut. packed: the shuffled segments run one after another, '
-                  'one padding frame between two, the LSTM state reset where a segment starts, '
-                  'so almost no frame is padding; per_segment: each segment cut on its own '
-                  'after a random offset, its last window padded (most of a window is padding '
-                  'when segments are shorter than it). packed learns from more frames per step '
-                  'but tested lower on the demo corpus, so per_segment stays the default.')
+                  'How windows are cut. per_segment: each segment after 0..T-1 padding frames, '
+                  'its last window padded (most of a window is padding when segments are shorter '
+                  'than it); tight: each segment in the fewest windows that hold it, its spare '
+                  'frames as padding at random before and after it; packed: the shuffled segments '
+                  'run one after another, one padding frame between two, the LSTM state reset '
+                  'where a segment starts. tight and packed compute less padding but trained '
+                  'less accurate models on the demo corpus (RESULTS.md).')
 
 # ---- Model flags ----
 flags.DEFINE_integer('hidden_units', models.DEFAULT_HIDDEN_UNITS,
@@ -91,7 +94,7 @@ helper.define_flags('verbose')
 
 # ---- Device flags ----
 helper.define_flags('device')
-flags.DEFINE_enum('precision', 'fp32', list(helper.PRECISIONS),
+flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
                   'Arithmetic of the training step, through TensorFlow\'s mixed-precision graph '
                   'rewrite; variables and checkpoints stay float32 either way. bf16: oneDNN on '
                   'the CPU (fast only with avx512_bf16 or AMX; emulated, and slower, without); '

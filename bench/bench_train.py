@@ -1,7 +1,7 @@
 """Training speed of train.py itself, checkpoints and summaries as by default.
 
     .venv/bin/python bench/bench_train.py [--work_dir DIR] [--max_steps 200] [--xla]
-        [--precision auto] [--windows packed] [--nobaseline]
+        [--precision fp32] [--windows packed] [--nobaseline]
 
 Runs train.py on the generated corpus's TFRecords in a fresh temporary
 --train_dir (default shapes: batch 5 x 100 frames, 16 kHz) and watches its
@@ -15,10 +15,10 @@ figure train_frames_per_s is B*T window frames (padding included, as the
 model computes them) per steady-state second, comparable with
 bench_model_step.py; train_real_frames_per_s counts the real frames only
 (from the frames/s train.py logs for each interval), what the model learns
-from per second. Both are of train.py with --precision and --windows (the
-defaults of this benchmark: auto and packed, issue 13's settings); with
---baseline (default) a second run, fp32 with per-segment windows (train.py
-as before issue 13), gives train_real_frames_per_s_baseline in the same process.
+from per second. Both are of train.py with --precision and --windows (by
+default train.py's own defaults); with --baseline (default) a second run,
+fp32 with per-segment windows (train.py before issue 13), gives
+train_real_frames_per_s_baseline in the same process.
 Prints the machine and the figures, and as the last line of stdout a JSON dict
 {"train_frames_per_s": ..., "train_real_frames_per_s": ...,
  "train_real_frames_per_s_baseline": ..., "details": ..., "machine": ...}.
@@ -47,14 +47,17 @@ flags.DEFINE_integer('warmup_steps', 10, 'Steps left out of the steady state.', 
 flags.DEFINE_integer('log_every_n_steps', 10, 'train.py --log_every_n_steps (its default).',
                      lower_bound=1)
 options.define_xla()
-flags.DEFINE_enum('precision', 'auto', list(helper.PRECISIONS), 'train.py --precision.')
-flags.DEFINE_enum('windows', 'packed', list(data_provider.WINDOW_SCHEMES),
+flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
+                  'train.py --precision.')
+flags.DEFINE_enum('windows', data_provider.DEFAULT_WINDOWS, list(data_provider.WINDOW_SCHEMES),
                   'train.py --windows.')
 flags.DEFINE_bool('baseline', True, 'Also time train.py with --precision fp32 --windows '
                   'per_segment (before issue 13), for train_real_frames_per_s_baseline.')
 options.define_verbose('every progress line')
 flags.adopt_module_key_flags(options)  # --help lists them with this script's own
 
+# train.py before issue 13: (precision, windows).
+BASELINE = ('fp32', 'per_segment')
 PROGRESS_LINE = re.compile(r'^step (\d+) .*frames/s ([\d.]+)$')
 POLL_SECONDS = 0.02
 # One progress line of train.py: when it appeared (perf_counter), the CPU time
@@ -93,7 +96,8 @@ def watch_progress(process, log_path):
 
 
 def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_steps=10,
-        log_every_n_steps=10, seed=0, xla=False, precision='fp32', windows='per_segment'):
+        log_every_n_steps=10, seed=0, xla=False, precision=helper.DEFAULT_PRECISION,
+        windows=data_provider.DEFAULT_WINDOWS):
     """{'frames_per_s', 'seconds' (steady state), 'real_frames_per_s', ...} of one
     train.py run."""
     with tempfile.TemporaryDirectory(prefix='bench_train_') as train_dir:
@@ -148,8 +152,9 @@ def main(argv):
     info = machine.start(FLAGS.verbose)
     precision = helper.choose_precision(FLAGS.precision, -1)
     settings = {'with_defaults': (precision, FLAGS.windows)}
-    if FLAGS.baseline:
-        settings['baseline'] = ('fp32', 'per_segment')
+    # Timed once when the settings are the baseline's (train.py's defaults today).
+    if FLAGS.baseline and settings['with_defaults'] != BASELINE:
+        settings['baseline'] = BASELINE
     results = {}
     with corpus.work_directory('tfrecords') as (work_dir, _):
         for name, (run_precision, windows) in settings.items():
@@ -169,6 +174,7 @@ def main(argv):
                'train_real_frames_per_s': round(results['with_defaults']['real_frames_per_s'], 2)}
     details = dict(rounded(results['with_defaults']), xla=FLAGS.xla)
     if FLAGS.baseline:
+        results.setdefault('baseline', results['with_defaults'])
         metrics['train_real_frames_per_s_baseline'] = round(
             results['baseline']['real_frames_per_s'], 2)
         details['baseline'] = rounded(results['baseline'])

@@ -21,17 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 
 
-def cpu_model():
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as handle:
-            for line in handle:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def load_average():
     """Load average over 1, 5 and 15 minutes (None where the OS has none)."""
     try:
@@ -66,7 +55,7 @@ def onednn():
 def machine():
     tf = helper.import_tensorflow()
     return {
-        'cpu': cpu_model(),
+        'cpu': helper.cpu_model(),
         'cores': os.cpu_count(),
         'tensorflow': tf.__version__,
         'python': platform.python_version(),

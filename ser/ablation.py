@@ -17,13 +17,15 @@ import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
-from bench import machine as bench_machine
 import helper
 from ser.dataset import DatasetInfo
 
-# models.MODALITIES, repeated so that this process does not load TensorFlow
-# while its children train.
+# models.MODALITIES and data_provider's WINDOW_SCHEMES and DEFAULT_WINDOWS,
+# repeated so that this process does not load TensorFlow while its children
+# train.
 MODALITIES = ('both', 'audio', 'text')
+WINDOW_SCHEMES = ('per_segment', 'tight', 'packed')
+DEFAULT_WINDOWS = 'per_segment'
 DIMENSIONS = helper.DIMENSIONS
 RUNS_DIR = 'runs'
 RUN_FILE = 'run.json'
@@ -49,12 +51,13 @@ def run_name(modality, seed):
 
 
 def schedule(dataset_dir, portion, max_steps, learning_rate, sequence_length, batch_size,
-             hidden_units):
-    """Everything that must be equal for runs to be compared."""
+             hidden_units, windows=DEFAULT_WINDOWS, precision=helper.DEFAULT_PRECISION):
+    """Everything that must be equal for runs to be compared. `windows` and
+    `precision` are train.py's; every run is evaluated in fp32."""
     return {'dataset_dir': os.path.abspath(dataset_dir), 'portion': portion,
             'max_steps': max_steps, 'learning_rate': learning_rate,
             'sequence_length': sequence_length, 'batch_size': batch_size,
-            'hidden_units': hidden_units}
+            'hidden_units': hidden_units, 'windows': windows, 'precision': precision}
 
 
 def run_script(script, args, output_path):
@@ -84,6 +87,7 @@ def train_and_evaluate(modality, seed, run_dir, plan, device):
         '--seed', seed, '--modality', modality, '--max_steps', plan['max_steps'],
         '--learning_rate', plan['learning_rate'], '--sequence_length', plan['sequence_length'],
         '--batch_size', plan['batch_size'], '--hidden_units', plan['hidden_units'],
+        '--windows', plan['windows'], '--precision', plan['precision'],
         '--max_checkpoints', KEPT_CHECKPOINTS], os.path.join(run_dir, 'train.out'))
     # --steps: the run's own last step, or a clear error if training stopped short.
     eval_seconds = run_script('eval.py', [
@@ -236,7 +240,7 @@ def machine():
         tensorflow = importlib.metadata.version('tensorflow')
     except importlib.metadata.PackageNotFoundError:
         tensorflow = None
-    return {'cpu': bench_machine.cpu_model(), 'cores': os.cpu_count(),
+    return {'cpu': helper.cpu_model(), 'cores': os.cpu_count(),
             'system': platform.platform(), 'python': platform.python_version(),
             'tensorflow': tensorflow}
 
@@ -310,20 +314,29 @@ def interpretation(results, has_notes):
     return lines
 
 
+def title(results):
+    """The report's heading: the ablation's question, or with a single
+    modality (runs comparing training options) what was trained."""
+    if len(results['modalities']) > 1:
+        return '# Ablation: does the semantic branch help?'
+    plan = results['schedule']
+    return '# Test CCC of the model hearing %s: %s windows, %s' % (
+        results['modalities'][0], plan['windows'], plan['precision'])
+
+
 def report_text(results, notes):
     plan = results['schedule']
     data = results['dataset']
     lines = [
-        '# Ablation: does the semantic branch help?',
+        title(results),
         '',
-        'Written by `ablation.py` (`make ablation`) on %s from `%s`; the numbers are in '
-        '`%s`.' % (results['created'], os.path.relpath(results['dataset_dir'], REPOSITORY),
-                   os.path.join(os.path.relpath(results['output_dir'], REPOSITORY),
-                                RESULTS_FILE)),
+        'Written by `ablation.py` on %s from `%s`; the numbers are in `%s`.' % (
+            results['created'], os.path.relpath(results['dataset_dir'], REPOSITORY),
+            os.path.join(os.path.relpath(results['output_dir'], REPOSITORY), RESULTS_FILE)),
         '',
         'Each modality is the same model fed differently: *both* hears audio and word '
         'embeddings, *audio* gets zero embeddings, *text* zero audio frames. For one seed the '
-        'three runs start from the same weights and see the same batches.',
+        'runs start from the same weights and see the same batches.',
         '',
         '## Test CCC, mean ± std over %d seed(s)' % len(results['seeds']),
         '',
@@ -362,10 +375,11 @@ def report_text(results, notes):
            '/'.join(str(data['segments'][p]) for p in helper.PORTIONS),
            '/'.join(str(data['videos'][p]) for p in helper.PORTIONS), data['sample_rate'],
            data['embedding_dim']),
-        '- Schedule: %d steps, Adam lr %g, batch %d windows of %d frames, %d LSTM units; '
-        'seeds %s; evaluated at the last step.' % (
+        '- Schedule: %d steps, Adam lr %g, batch %d windows of %d frames (%s), %d LSTM units, '
+        'trained in %s; seeds %s; evaluated at the last step.' % (
             plan['max_steps'], plan['learning_rate'], plan['batch_size'], plan['sequence_length'],
-            plan['hidden_units'], ', '.join(map(str, results['seeds']))),
+            plan['windows'], plan['hidden_units'], plan['precision'],
+            ', '.join(map(str, results['seeds']))),
         '- Machine: %s, %d cores, %s, Python %s, TensorFlow %s; device %s. The load average '
         'column is the 1-minute load when the run started: the machine is shared, so times '
         'vary with it.' % (results['machine']['cpu'], results['machine']['cores'],

@@ -38,7 +38,7 @@ class Options:
     predictions_dir: str = None   # default: predictions/<portion>
     plots: bool = True
     json_path: str = None
-    precision: str = 'fp32'       # helper.PRECISIONS
+    precision: str = helper.DEFAULT_PRECISION
     chunk_seconds: float = 0.0    # 0: each segment in one pass
 
     @property
@@ -59,8 +59,8 @@ def check_compatible(checkpoint_dir, dataset_dir):
     return DatasetInfo.load(checkpoint_dir).check_compatible(DatasetInfo.load(dataset_dir))
 
 
-def predict_portion(prefix, config, dataset_dir, portion, device, precision='fp32',
-                    chunk_seconds=0):
+def predict_portion(prefix, config, dataset_dir, portion, device,
+                    precision=helper.DEFAULT_PRECISION, chunk_seconds=0):
     """[{id, timestamps [N], predictions [N,2], labels [N,2]}] for every
     segment of the portion, in segment order, padding removed. With
     chunk_seconds, each segment runs through the model in chunks of that

@@ -50,7 +50,7 @@ class Settings:
     device: int = 0
     seed: int = 0
     xla: bool = False
-    precision: str = 'fp32'       # helper.PRECISIONS; 'auto' is resolved by train()
+    precision: str = helper.DEFAULT_PRECISION   # 'auto' is resolved by train()
     windows: str = data_provider.DEFAULT_WINDOWS
     sync_replicas: bool = False   # in a cluster: SyncReplicasOptimizer
 

@@ -1,4 +1,5 @@
-"""data_provider.py: per-segment windows from one segment only, packed windows
+"""data_provider.py: tight and per-segment windows from one segment only, tight
+ones in the fewest windows a segment needs, packed windows
 whose segments stay apart (one padding frame, a reset on each first frame),
 every frame drawn once per pass, exact frames, masks that mark padding,
 whole-segment evaluation order, any sequence length from the same TFRecords,
@@ -90,6 +91,32 @@ def test_per_segment_windows_come_from_one_segment_with_exact_frames(tiny_datase
 TRAIN_FRAMES = {'1_0': 64, '1_1': 48, '2_0': 80}
 
 
+def test_tight_windows_use_the_fewest_windows_a_segment_needs(tiny_dataset, tiny_recordings):
+    assert {i: len(r['timestamps']) for i, r in tiny_recordings.items()
+            if r['portion'] == 'train'} == TRAIN_FRAMES
+    # T = 20: 1_0 needs 4 windows (16 spare frames), 1_1 3 (12 spare), 2_0 4 (none).
+    length = 20
+    spare = {name: -n % length for name, n in TRAIN_FRAMES.items()}
+    batches = run_batches(lambda: data_provider.get_split(
+        tiny_dataset, 'train', 4, length, is_training=True, seed=3, windows='tight'),
+        max_batches=60)
+    offsets = {name: set() for name in TRAIN_FRAMES}
+    for window in elements(batches):
+        frames = check_window(window, tiny_recordings)
+        first = np.flatnonzero(window['mask'])[0]
+        # The segment's leading padding, whichever of its windows this is.
+        offsets[window['id']].add(int(first - frames[0]) % length)
+    assert all(offsets.values())
+    for name, seen in offsets.items():
+        assert max(seen) <= spare[name], name
+    # The spare frames move from pass to pass where there are any.
+    assert len(offsets['1_0']) > 1 and len(offsets['1_1']) > 1 and offsets['2_0'] == {0}
+    # Padding is only what the fewest windows leave: 192 real frames in 220.
+    real = np.mean([b['mask'].mean() for b in batches])
+    assert abs(real - 192 / 220) < 0.03
+
+
+
 def packed_stream(dataset, length, n_windows, seed=0):
     """The first n_windows windows of the packed stream, in stream order (before
     the shuffle pool), as numpy dicts."""
@@ -144,7 +171,8 @@ def test_packed_batches_are_mostly_real_frames(tiny_dataset, tiny_recordings):
             assert window['reset'][t] == (frame == 0)
 
 
-@pytest.mark.parametrize('windows, id_shape', [('packed', [5, 100]), ('per_segment', [5])])
+@pytest.mark.parametrize('windows, id_shape', [('packed', [5, 100]), ('per_segment', [5]),
+                                               ('tight', [5])])
 def test_training_shapes_are_static(tiny_dataset, windows, id_shape):
     with tf.Graph().as_default():
         batch = data_provider.get_split(tiny_dataset, 'train', 5, 100, is_training=True,

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+import data_provider
 import helper
 import models
 from ser import ablation, evaluation, export, inference, training
@@ -126,9 +127,11 @@ def test_model_json_without_modality_means_both(tmp_path):
         models.read_model_config(str(tmp_path))
 
 
-def test_ablation_knows_the_models_modalities():
-    # ser.ablation repeats the tuple to keep TensorFlow out of its process.
+def test_ablation_knows_the_models_modalities_and_window_schemes():
+    # ser.ablation repeats them to keep TensorFlow out of its process.
     assert ablation.MODALITIES == models.MODALITIES
+    assert ablation.WINDOW_SCHEMES == data_provider.WINDOW_SCHEMES
+    assert ablation.DEFAULT_WINDOWS == data_provider.DEFAULT_WINDOWS
 
 
 def test_paired_differences_and_expectations_from_hand_made_runs():
@@ -148,6 +151,16 @@ def test_paired_differences_and_expectations_from_hand_made_runs():
     checks = {c['claim']: c['holds'] for c in ablation.check_expectations(paired)}
     assert checks == {'audio alone beats text alone on arousal': True,
                       'text alone beats audio alone on valence': True}
+
+
+def test_a_single_modality_report_is_titled_by_its_training_options():
+    plan = ablation.schedule('data', 'test', 2, 1e-3, 16, 2, 8, windows='packed',
+                             precision='bf16')
+    assert (plan['windows'], plan['precision']) == ('packed', 'bf16')
+    assert ablation.title({'modalities': ['both'], 'schedule': plan}) == \
+        '# Test CCC of the model hearing both: packed windows, bf16'
+    assert ablation.title({'modalities': ['both', 'audio'], 'schedule': plan}) == \
+        '# Ablation: does the semantic branch help?'
 
 
 # --------------------------------------------------------------------------
@@ -177,6 +190,9 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
         for seed in SEEDS:
             directory = run_dir(ablation_run, modality, seed)
             assert models.read_model_config(directory)['modality'] == modality
+            # The schedule's training options reach train.py.
+            log = open(os.path.join(directory, 'log_train.txt'), encoding='utf-8').read()
+            assert 'windows = per_segment' in log and 'precision = fp32' in log
             metrics = helper.read_json(os.path.join(directory, 'eval_test.json'))
             assert (metrics['modality'], metrics['step']) == (modality, 2)
             scores[modality, seed] = dict(metrics['ccc'], mean_ccc=metrics['mean_ccc'])
