@@ -116,7 +116,6 @@ def test_tight_windows_use_the_fewest_windows_a_segment_needs(tiny_dataset, tiny
     assert abs(real - 192 / 220) < 0.03
 
 
-
 def packed_stream(dataset, length, n_windows, seed=0):
     """The first n_windows windows of the packed stream, in stream order (before
     the shuffle pool), as numpy dicts."""
