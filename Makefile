@@ -99,21 +99,24 @@ ablation: demo-data
 	    --device -1 --seeds 0,1,2 --max_steps $(DEMO_STEPS) --learning_rate $(DEMO_LEARNING_RATE) \
 	    --sequence_length $(DEMO_SEQUENCE_LENGTH)
 
-# The window schemes compared in RESULTS.md (Notes): the model hearing both
-# inputs over seeds 0,1,2, each `windows:steps` of OPTIONS_RUNS into
-# ablation/windows/<windows>_<steps>/ (results.json, report.md). Besides the
-# demo's schedule, tight and packed windows run for the steps that learn from
-# as many real frames as the demo's per-segment schedule (the demo's train
-# segments are 43 %, 69 % and 99 % of the frames computed). A rerun skips
-# finished runs.
-OPTIONS_RUNS ?= per_segment:$(DEMO_STEPS) tight:$(DEMO_STEPS) packed:$(DEMO_STEPS) tight:375 \
-	packed:263
+# The training options compared in RESULTS.md (Notes): the model hearing both
+# inputs over seeds 0,1,2, each `windows:steps:padding` of OPTIONS_RUNS into
+# ablation/windows/<windows>_<steps>_<padding>/ (results.json, report.md), the
+# padding computed (--noskip_padding) or skipped. Besides the demo's schedule,
+# tight and packed windows run for the steps that learn from as many real
+# frames as the demo's per-segment schedule (the demo's train segments are
+# 43 %, 69 % and 99 % of the frames in a window). A rerun skips finished runs.
+OPTIONS_RUNS ?= per_segment:$(DEMO_STEPS):computed per_segment:$(DEMO_STEPS):skipped \
+	tight:$(DEMO_STEPS):computed packed:$(DEMO_STEPS):computed tight:375:computed \
+	packed:263:computed
 OPTIONS_FLAGS = --dataset_dir $(DEMO_DATA) --device -1 --modalities both --seeds 0,1,2 \
 	--learning_rate $(DEMO_LEARNING_RATE) --sequence_length $(DEMO_SEQUENCE_LENGTH)
 training-options: demo-data
 	for run in $(OPTIONS_RUNS); do \
-	  windows=$${run%:*}; steps=$${run#*:}; directory=ablation/windows/$${windows}_$$steps; \
+	  IFS=: read -r windows steps padding <<< "$$run"; \
+	  directory=ablation/windows/$${windows}_$${steps}_$$padding; \
 	  $(PY) ablation.py $(OPTIONS_FLAGS) --windows $$windows --max_steps $$steps \
+	      --$$([ $$padding = skipped ] || echo no)skip_padding \
 	      --output_dir $$directory --report $$directory/report.md || exit 1; \
 	done
 

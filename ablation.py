@@ -60,6 +60,7 @@ flags.DEFINE_integer('max_steps', 600, 'Training steps of every run.', lower_bou
 flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate of every run.', lower_bound=0.0)
 flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
                   'train.py --precision of every run (evaluation is fp32).')
+flags.DEFINE_bool('skip_padding', True, 'train.py --skip_padding of every run.')
 
 # ---- Output flags ----
 flags.DEFINE_string('output_dir', 'ablation/', 'Where runs/ and results.json go.')
@@ -91,7 +92,8 @@ def main(argv):
     modalities = list(FLAGS.modalities)
     plan = ablation.schedule(FLAGS.dataset_dir, FLAGS.portion, FLAGS.max_steps,
                              FLAGS.learning_rate, FLAGS.sequence_length, FLAGS.batch_size,
-                             FLAGS.hidden_units, FLAGS.windows, FLAGS.precision)
+                             FLAGS.hidden_units, FLAGS.windows, FLAGS.precision,
+                             FLAGS.skip_padding)
     ablation.dataset_summary(plan['dataset_dir'], plan['portion'])  # bad data fails here, early
     started = time.time()
     records, failed = ablation.run_all(plan, seeds, modalities, FLAGS.output_dir, FLAGS.device,

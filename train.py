@@ -24,10 +24,11 @@ flags. A ps serves until it is stopped.
 --windows says how training windows are cut from the segments: per_segment,
 the default, cuts each segment on its own after a random offset; tight puts
 each in the fewest windows that hold it, and packed runs the segments one
-after another with the LSTM restarting at each, so that segments shorter than
-a window do not leave most of it as padding (RESULTS.md: both trained less
-accurate models on the demo corpus). --precision bf16/fp16/auto runs the
-step in mixed precision. Checkpoints are float32 whatever the precision or
+after another with the LSTM restarting at each (RESULTS.md: both trained less
+accurate models on the demo corpus). Whatever the windows, --skip_padding (the
+default) computes the model only on the frames that can change a real frame's
+prediction, not on the padding that fills most per-segment windows.
+--precision bf16/fp16/auto runs the step in mixed precision. Checkpoints are float32 whatever the precision or
 the windows, and a run may resume with others.
 """
 
@@ -59,6 +60,11 @@ flags.DEFINE_enum('windows', data_provider.DEFAULT_WINDOWS, list(data_provider.W
                   'run one after another, one padding frame between two, the LSTM state reset '
                   'where a segment starts. tight and packed compute less padding but trained '
                   'less accurate models on the demo corpus (RESULTS.md).')
+flags.DEFINE_bool('skip_padding', True,
+                  'Compute the model only on the frames that reach a real frame\'s prediction '
+                  '(models.compact_frame_features): the same predictions and gradients in '
+                  'distribution, without the padding most per-segment windows are made of. '
+                  '--noskip_padding computes every frame of every window, as before.')
 
 # ---- Model flags ----
 flags.DEFINE_integer('hidden_units', models.DEFAULT_HIDDEN_UNITS,
@@ -144,6 +150,7 @@ def main(argv):
         save_summaries_secs=FLAGS.save_summaries_secs, max_checkpoints=FLAGS.max_checkpoints,
         log_every_n_steps=FLAGS.log_every_n_steps, device=FLAGS.device, seed=FLAGS.seed,
         xla=FLAGS.xla, precision=FLAGS.precision, windows=FLAGS.windows,
+        skip_padding=FLAGS.skip_padding,
         sync_replicas=FLAGS.sync_replicas)
     task = cluster.task_from_flags(FLAGS.ps_hosts, FLAGS.worker_hosts, FLAGS.job_name,
                                    FLAGS.task_index, os.environ.get('TF_CONFIG'))

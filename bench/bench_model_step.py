@@ -5,7 +5,9 @@
 The training step of train.py (ser.training.training_step: models.build_model
 with a mask, the CCC loss, Adam with lr 5e-4, beta1 0.9, beta2 0.99) on constant inputs held in non-trainable
 variables at train.py's default shapes: B=5 windows of T=100 frames, S=4000
-samples per 250 ms frame at 16 kHz, E=100 embedding values, 256 LSTM units.
+samples per 250 ms frame at 16 kHz, E=100 embedding values, 256 LSTM units,
+every frame real and computed (--noskip_padding: what skipping the padding
+saves depends on the windows, and bench_train.py measures it).
 After --warmup steps (graph optimisation, allocations) each of --steps steps
 is timed on its own; the figure is B*T frames over the median step time:
 the ceiling train.py can reach on this machine. The CPU seconds (all
@@ -85,7 +87,7 @@ def training_session(batch_size, sequence_length, frame_samples, embedding_dim, 
         inputs = constant_inputs(batch_size, sequence_length, frame_samples, embedding_dim, seed)
         with training.xla_scope(xla):
             train_op, loss, _ = training.training_step(
-                inputs, training.Settings(hidden_units=hidden_units))
+                inputs, training.Settings(hidden_units=hidden_units, skip_padding=False))
         session = tf.Session(config=helper.session_config(device, xla=xla, precision=precision))
         session.run(tf.global_variables_initializer())
     return session, [train_op, loss]

@@ -1,7 +1,7 @@
 """Training speed of train.py itself, checkpoints and summaries as by default.
 
     .venv/bin/python bench/bench_train.py [--work_dir DIR] [--max_steps 200] [--xla]
-        [--precision fp32] [--windows packed] [--nobaseline]
+        [--precision fp32] [--windows packed] [--noskip_padding] [--nobaseline]
 
 Runs train.py on the generated corpus's TFRecords in a fresh temporary
 --train_dir (default shapes: batch 5 x 100 frames, 16 kHz) and watches its
@@ -12,12 +12,13 @@ steps) appears. Steady state runs from the first line at or after step
 (every 120 s) and summaries (every 60 s) that fall inside are paid as a user
 pays them; --max_steps 200 lasts long enough for both on a 2-core CPU. The
 figure train_frames_per_s is B*T window frames (padding included, as the
-model computes them) per steady-state second, comparable with
-bench_model_step.py; train_real_frames_per_s counts the real frames only
-(from the frames/s train.py logs for each interval), what the model learns
-from per second. Both are of train.py with --precision and --windows (by
-default train.py's own defaults); with --baseline (default) a second run,
-fp32 with per-segment windows (train.py before issue 13), gives
+model computes them with --noskip_padding) per steady-state second,
+comparable with bench_model_step.py; train_real_frames_per_s counts the real
+frames only (from the frames/s train.py logs for each interval), what the
+model learns from per second. Both are of train.py with --precision,
+--windows and --skip_padding (by default train.py's own defaults); with
+--baseline (default) a second run, fp32 with per-segment windows and every
+padding frame computed (train.py before issue 13), gives
 train_real_frames_per_s_baseline in the same process.
 Prints the machine and the figures, and as the last line of stdout a JSON dict
 {"train_frames_per_s": ..., "train_real_frames_per_s": ...,
@@ -51,13 +52,15 @@ flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS)
                   'train.py --precision.')
 flags.DEFINE_enum('windows', data_provider.DEFAULT_WINDOWS, list(data_provider.WINDOW_SCHEMES),
                   'train.py --windows.')
+flags.DEFINE_bool('skip_padding', True, 'train.py --skip_padding.')
 flags.DEFINE_bool('baseline', True, 'Also time train.py with --precision fp32 --windows '
-                  'per_segment (before issue 13), for train_real_frames_per_s_baseline.')
+                  'per_segment --noskip_padding (before issue 13), for '
+                  'train_real_frames_per_s_baseline.')
 options.define_verbose('every progress line')
 flags.adopt_module_key_flags(options)  # --help lists them with this script's own
 
-# train.py before issue 13: (precision, windows).
-BASELINE = ('fp32', 'per_segment')
+# train.py before issue 13: (precision, windows, skip_padding).
+BASELINE = ('fp32', 'per_segment', False)
 PROGRESS_LINE = re.compile(r'^step (\d+) .*frames/s ([\d.]+)$')
 POLL_SECONDS = 0.02
 # One progress line of train.py: when it appeared (perf_counter), the CPU time
@@ -97,16 +100,17 @@ def watch_progress(process, log_path):
 
 def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_steps=10,
         log_every_n_steps=10, seed=0, xla=False, precision=helper.DEFAULT_PRECISION,
-        windows=data_provider.DEFAULT_WINDOWS):
+        windows=data_provider.DEFAULT_WINDOWS, skip_padding=True):
     """{'frames_per_s', 'seconds' (steady state), 'real_frames_per_s', ...} of one
     train.py run."""
     with tempfile.TemporaryDirectory(prefix='bench_train_') as train_dir:
-        command = [sys.executable, os.path.join(corpus.REPO, 'train.py'),
-                   '--dataset_dir', dataset_dir, '--train_dir', train_dir, '--device', '-1',
-                   '--max_steps', str(max_steps), '--batch_size', str(batch_size),
-                   '--sequence_length', str(sequence_length), '--seed', str(seed),
-                   '--log_every_n_steps', str(log_every_n_steps), '--precision', precision,
-                   '--windows', windows] + (['--xla'] if xla else [])
+        command = ([sys.executable, os.path.join(corpus.REPO, 'train.py'),
+                    '--dataset_dir', dataset_dir, '--train_dir', train_dir, '--device', '-1',
+                    '--max_steps', str(max_steps), '--batch_size', str(batch_size),
+                    '--sequence_length', str(sequence_length), '--seed', str(seed),
+                    '--log_every_n_steps', str(log_every_n_steps), '--precision', precision,
+                    '--windows', windows, '--%sskip_padding' % ('' if skip_padding else 'no')]
+                   + (['--xla'] if xla else []))
         started = time.perf_counter()
         with open(os.path.join(train_dir, 'stderr.txt'), 'w+', encoding='utf-8') as stderr:
             process = subprocess.Popen(command, cwd=corpus.REPO, stdout=subprocess.DEVNULL,
@@ -132,7 +136,7 @@ def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_st
     real_frames = sum(b.real_frames_per_s * (b.time - a.time) for a, b in zip(steady, steady[1:]))
     return {'frames_per_s': batch_size * sequence_length * steps / seconds,
             'real_frames_per_s': real_frames / seconds, 'precision': precision,
-            'windows': windows,
+            'windows': windows, 'skip_padding': skip_padding,
             'first_step': first.step, 'last_step': last.step, 'seconds': seconds,
             'cpu_seconds_per_step': (last.cpu_seconds - first.cpu_seconds) / steps,
             'wall_seconds': wall, 'checkpoints_written': len(checkpoints),
@@ -151,22 +155,24 @@ def main(argv):
     del argv
     info = machine.start(FLAGS.verbose)
     precision = helper.choose_precision(FLAGS.precision, -1)
-    settings = {'with_defaults': (precision, FLAGS.windows)}
+    settings = {'with_defaults': (precision, FLAGS.windows, FLAGS.skip_padding)}
     # Timed once when the settings are the baseline's (train.py's defaults today).
     if FLAGS.baseline and settings['with_defaults'] != BASELINE:
         settings['baseline'] = BASELINE
     results = {}
     with corpus.work_directory('tfrecords') as (work_dir, _):
-        for name, (run_precision, windows) in settings.items():
+        for name, (run_precision, windows, skip_padding) in settings.items():
             results[name] = run(corpus.dataset_dir(work_dir), FLAGS.batch_size,
                                 FLAGS.sequence_length, FLAGS.max_steps, FLAGS.warmup_steps,
                                 FLAGS.log_every_n_steps, FLAGS.seed, FLAGS.xla, run_precision,
-                                windows)
+                                windows, skip_padding)
             result = results[name]
-            logging.info('train.py, B=%d T=%d, %s, %s windows%s: %.1f frames/s, %.1f real '
+            logging.info('train.py, B=%d T=%d, %s, %s windows, padding %s%s: %.1f frames/s, '
+                         '%.1f real '
                          'frames/s over steps %d-%d (%.1f s steady state, %.1f s in all, %d '
                          'checkpoint(s) written)', FLAGS.batch_size, FLAGS.sequence_length,
-                         run_precision, windows, ', XLA' if FLAGS.xla else '',
+                         run_precision, windows, 'skipped' if skip_padding else 'computed',
+                         ', XLA' if FLAGS.xla else '',
                          result['frames_per_s'], result['real_frames_per_s'],
                          result['first_step'], result['last_step'], result['seconds'],
                          result['wall_seconds'], result['checkpoints_written'])

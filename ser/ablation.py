@@ -51,13 +51,15 @@ def run_name(modality, seed):
 
 
 def schedule(dataset_dir, portion, max_steps, learning_rate, sequence_length, batch_size,
-             hidden_units, windows=DEFAULT_WINDOWS, precision=helper.DEFAULT_PRECISION):
-    """Everything that must be equal for runs to be compared. `windows` and
-    `precision` are train.py's; every run is evaluated in fp32."""
+             hidden_units, windows=DEFAULT_WINDOWS, precision=helper.DEFAULT_PRECISION,
+             skip_padding=True):
+    """Everything that must be equal for runs to be compared. `windows`,
+    `precision` and `skip_padding` are train.py's; every run is evaluated in fp32."""
     return {'dataset_dir': os.path.abspath(dataset_dir), 'portion': portion,
             'max_steps': max_steps, 'learning_rate': learning_rate,
             'sequence_length': sequence_length, 'batch_size': batch_size,
-            'hidden_units': hidden_units, 'windows': windows, 'precision': precision}
+            'hidden_units': hidden_units, 'windows': windows, 'precision': precision,
+            'skip_padding': skip_padding}
 
 
 def run_script(script, args, output_path):
@@ -88,6 +90,7 @@ def train_and_evaluate(modality, seed, run_dir, plan, device):
         '--learning_rate', plan['learning_rate'], '--sequence_length', plan['sequence_length'],
         '--batch_size', plan['batch_size'], '--hidden_units', plan['hidden_units'],
         '--windows', plan['windows'], '--precision', plan['precision'],
+        '--%sskip_padding' % ('' if plan['skip_padding'] else 'no'),
         '--max_checkpoints', KEPT_CHECKPOINTS], os.path.join(run_dir, 'train.out'))
     # --steps: the run's own last step, or a clear error if training stopped short.
     eval_seconds = run_script('eval.py', [
@@ -320,8 +323,12 @@ def title(results):
     if len(results['modalities']) > 1:
         return '# Ablation: does the semantic branch help?'
     plan = results['schedule']
-    return '# Test CCC of the model hearing %s: %s windows, %s' % (
-        results['modalities'][0], plan['windows'], plan['precision'])
+    return '# Test CCC of the model hearing %s: %s windows, %s, %s' % (
+        results['modalities'][0], plan['windows'], padding(plan), plan['precision'])
+
+
+def padding(plan):
+    return 'padding skipped' if plan['skip_padding'] else 'padding computed'
 
 
 def report_text(results, notes):
@@ -375,10 +382,10 @@ def report_text(results, notes):
            '/'.join(str(data['segments'][p]) for p in helper.PORTIONS),
            '/'.join(str(data['videos'][p]) for p in helper.PORTIONS), data['sample_rate'],
            data['embedding_dim']),
-        '- Schedule: %d steps, Adam lr %g, batch %d windows of %d frames (%s), %d LSTM units, '
-        'trained in %s; seeds %s; evaluated at the last step.' % (
+        '- Schedule: %d steps, Adam lr %g, batch %d windows of %d frames (%s, %s), %d LSTM '
+        'units, trained in %s; seeds %s; evaluated at the last step.' % (
             plan['max_steps'], plan['learning_rate'], plan['batch_size'], plan['sequence_length'],
-            plan['windows'], plan['hidden_units'], plan['precision'],
+            plan['windows'], padding(plan), plan['hidden_units'], plan['precision'],
             ', '.join(map(str, results['seeds']))),
         '- Machine: %s, %d cores, %s, Python %s, TensorFlow %s; device %s. The load average '
         'column is the 1-minute load when the run started: the machine is shared, so times '

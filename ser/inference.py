@@ -58,24 +58,9 @@ FFMPEG_TIMEOUT_SECONDS = 120
 # --------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------
-def conv_reach(blocks=models.CONV_BLOCKS):
-    """(samples before, samples after) the AUDIO_REDUCTION-sample block behind
-    one acoustic output that the convolutions read: a width-k kernel with same
-    padding reaches (k-1)//2 positions back and k-1-(k-1)//2 ahead, each
-    position as many samples wide as the pools before it shrink."""
-    before = after = 0
-    scale = 1
-    for _, width, pool in blocks:
-        before += (width - 1) // 2 * scale
-        after += (width - 1 - (width - 1) // 2) * scale
-        scale *= pool
-    return before, after
-
-
-# 123 and 184 samples: one AUDIO_REDUCTION-sample block of audio on either side
-# of a chunk is enough, and whole blocks keep the pooling grid where it is.
-REACH_BEFORE, REACH_AFTER = conv_reach()
-assert max(REACH_BEFORE, REACH_AFTER) <= models.AUDIO_REDUCTION
+# One AUDIO_REDUCTION-sample block of audio on either side of a chunk is
+# enough, and whole blocks keep the pooling grid where it is.
+REACH_BEFORE, REACH_AFTER = models.conv_reach()
 
 
 def acoustic_in_context(audio, context):

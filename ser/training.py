@@ -52,6 +52,7 @@ class Settings:
     xla: bool = False
     precision: str = helper.DEFAULT_PRECISION   # 'auto' is resolved by train()
     windows: str = data_provider.DEFAULT_WINDOWS
+    skip_padding: bool = True
     sync_replicas: bool = False   # in a cluster: SyncReplicasOptimizer
 
 
@@ -112,7 +113,8 @@ def training_step(batch, settings, optimizer=None):
     make_optimizer). Returns (train_op, total loss, loss per dimension)."""
     predictions = models.build_model(batch['audio'], batch['embeddings'], settings.hidden_units,
                                      is_training=True, mask=batch['mask'],
-                                     modality=settings.modality, reset=batch.get('reset'))
+                                     modality=settings.modality, reset=batch.get('reset'),
+                                     skip_padding=settings.skip_padding)
     total_loss, dimension_loss = losses.ccc_loss(predictions, batch['labels'], batch['mask'],
                                                  settings.loss_weights)
     optimizer = optimizer or make_optimizer(settings)
@@ -263,9 +265,9 @@ def train(dataset_dir, train_dir, settings, flag_values=None, task=None):
         cluster.serve(task)
     device = helper.configure_device(settings.device)
     precision = helper.choose_precision(settings.precision, settings.device)
-    logging.info('precision %s%s, %s windows', precision,
+    logging.info('precision %s%s, %s windows, padding %s', precision,
                  '' if precision == settings.precision else ' (--precision %s)' % settings.precision,
-                 settings.windows)
+                 settings.windows, 'skipped' if settings.skip_padding else 'computed')
     settings = dataclasses.replace(settings, precision=precision)
     if task is None or task.is_chief:
         os.makedirs(train_dir, exist_ok=True)

@@ -25,8 +25,9 @@ tf = models.tf
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S, E = 250, 8                      # the tiny dataset's frame samples and embedding size
 SEEDS = (0, 1)
+# --noskip_padding: train.py's other way, end to end (its default runs in test_train_eval).
 ABLATION_FLAGS = ['--seeds', ','.join(map(str, SEEDS)), '--max_steps', 2, '--sequence_length', 16,
-                  '--batch_size', 2, '--hidden_units', 16, '--device', -1]
+                  '--batch_size', 2, '--hidden_units', 16, '--device', -1, '--noskip_padding']
 RECORDING = '4_0'                  # the tiny dataset's test segment
 
 
@@ -155,10 +156,10 @@ def test_paired_differences_and_expectations_from_hand_made_runs():
 
 def test_a_single_modality_report_is_titled_by_its_training_options():
     plan = ablation.schedule('data', 'test', 2, 1e-3, 16, 2, 8, windows='packed',
-                             precision='bf16')
-    assert (plan['windows'], plan['precision']) == ('packed', 'bf16')
+                             precision='bf16', skip_padding=False)
+    assert (plan['windows'], plan['precision'], plan['skip_padding']) == ('packed', 'bf16', False)
     assert ablation.title({'modalities': ['both'], 'schedule': plan}) == \
-        '# Test CCC of the model hearing both: packed windows, bf16'
+        '# Test CCC of the model hearing both: packed windows, padding computed, bf16'
     assert ablation.title({'modalities': ['both', 'audio'], 'schedule': plan}) == \
         '# Ablation: does the semantic branch help?'
 
@@ -192,7 +193,8 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
             assert models.read_model_config(directory)['modality'] == modality
             # The schedule's training options reach train.py.
             log = open(os.path.join(directory, 'log_train.txt'), encoding='utf-8').read()
-            assert 'windows = per_segment' in log and 'precision = fp32' in log
+            for option in ('windows = per_segment', 'precision = fp32', 'skip_padding = False'):
+                assert option in log, option
             metrics = helper.read_json(os.path.join(directory, 'eval_test.json'))
             assert (metrics['modality'], metrics['step']) == (modality, 2)
             scores[modality, seed] = dict(metrics['ccc'], mean_ccc=metrics['mean_ccc'])

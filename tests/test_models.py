@@ -1,5 +1,6 @@
 """models.py: the structure of the paper, checked variable by variable against
-shapes written out by hand, plus output range, dropout and input checks."""
+shapes written out by hand, plus output range, dropout, input checks and
+training without the padding (skip_padding)."""
 
 import numpy as np
 import pytest
@@ -167,6 +168,129 @@ def test_segments_packed_in_one_window_predict_as_if_alone():
     np.testing.assert_allclose(packed[9:], b_alone[1:], rtol=1e-5, atol=1e-6)
     # Without the reset, segment b would hear segment a through the LSTM state.
     assert np.abs(never_reset[9:] - b_alone[1:]).max() > 1e-3
+
+
+def test_lstm_computes_what_tensorflow_s_peephole_lstm_cell_computes(monkeypatch):
+    """models.lstm against tf.nn.rnn_cell.LSTMCell on the same variables, with
+    sequence lengths, a carried-in state, and a clip small enough to act."""
+    monkeypatch.setattr(models, 'LSTM_CELL_CLIP', 0.5)
+    B, T, width, hidden = 3, 9, 20, 8
+    rng = np.random.default_rng(5)
+    with tf.Graph().as_default():
+        features = tf.constant(3 * rng.normal(size=(B, T, width)), tf.float32)
+        state = tf.nn.rnn_cell.LSTMStateTuple(
+            *tf.unstack(tf.constant(rng.normal(size=(2, B, hidden)), tf.float32)))
+        lengths = tf.constant([9, 5, 7])
+        ours = models.lstm(features, hidden, lengths, initial_state=state)
+        with tf.variable_scope('recurrent', reuse=True):
+            cell = tf.nn.rnn_cell.LSTMCell(hidden, use_peepholes=True, cell_clip=0.5, name='lstm')
+            theirs = tf.nn.dynamic_rnn(cell, features, sequence_length=lengths,
+                                       initial_state=state)
+        with tf.Session() as session:
+            session.run([v.assign(tf.random.normal(tf.shape(v), seed=6))
+                         for v in tf.global_variables()])
+            ours, theirs = session.run([ours, theirs])
+    (outputs, (c, h)), (their_outputs, (their_c, their_h)) = ours, theirs
+    np.testing.assert_allclose(outputs, their_outputs, atol=1e-6)
+    np.testing.assert_allclose(c, their_c, atol=1e-6)
+    np.testing.assert_allclose(h, their_h, atol=1e-6)
+    assert np.abs(c).max() == pytest.approx(0.5)
+
+
+# Windows as the data provider cuts them (1 real frame, 0 padding), B=6, T=12:
+# padding before and after a segment, a full window, segments that meet either
+# edge, a packed window's single padding frame between two segments, and a
+# single padding frame at the start.
+PADDED_WINDOWS = np.array([[0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+                           [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+                           [1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+                           [0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1],
+                           [1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1],
+                           [0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]], np.float32)
+
+
+def padded_batch(S, E, seed=3):
+    """Random audio and embeddings on PADDED_WINDOWS' real frames, zeros on the
+    padding, as in the TFRecords' windows."""
+    rng = np.random.default_rng(seed)
+    real = PADDED_WINDOWS[..., None]
+    shape = PADDED_WINDOWS.shape
+    return (real * rng.normal(size=shape + (S,)).astype(np.float32),
+            real * rng.normal(size=shape + (E,)).astype(np.float32))
+
+
+def far_from_real_frames(mask):
+    """Padding frames that are not next to a real frame of their window."""
+    real = mask > 0
+    near = real.copy()
+    near[:, 1:] |= real[:, :-1]
+    near[:, :-1] |= real[:, 1:]
+    return ~near
+
+
+def build_with_and_without_padding(S, E, is_training=False):
+    """One graph, one set of weights, the model built twice: padding computed,
+    then skipped. Returns (graph, inputs, [computed, skipped] predictions)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(4)
+        inputs = (tf.placeholder(tf.float32, [None, None, S]),
+                  tf.placeholder(tf.float32, [None, None, E]), tf.placeholder(tf.float32, [None, None]))
+        predictions = []
+        for skip_padding in (False, True):
+            with tf.variable_scope(tf.get_variable_scope(), reuse=skip_padding):
+                predictions.append(models.build_model(*inputs[:2], 16, is_training=is_training,
+                                                      mask=inputs[2], skip_padding=skip_padding))
+    return graph, inputs, predictions
+
+
+def test_skipping_padding_predicts_every_real_frame_as_computing_it():
+    """Without dropout the frames' features are exact: each real frame's
+    prediction must be what the whole window computed gives, windows whose
+    segment meets an edge (SAME padding) and leading padding included. Padding
+    far from real frames is never read: NaN there changes nothing."""
+    S, E = 250, 4
+    audio, words = padded_batch(S, E)
+    far = far_from_real_frames(PADDED_WINDOWS)
+    unread_audio, unread_words = audio.copy(), words.copy()
+    unread_audio[far], unread_words[far] = np.nan, np.nan
+    graph, (audio_in, words_in, mask_in), (computed, skipped) = build_with_and_without_padding(S, E)
+    with tf.Session(graph=graph) as session:
+        session.run(tf.variables_initializer(graph.get_collection('variables')))
+
+        def predict(predictions, audio_values, words_values):
+            return session.run(predictions, {audio_in: audio_values, words_in: words_values,
+                                             mask_in: PADDED_WINDOWS})
+        reference = predict(computed, audio, words)
+        with_skipping = predict(skipped, audio, words)
+        nan_far_skipped = predict(skipped, unread_audio, unread_words)
+        nan_far_computed = predict(computed, unread_audio, unread_words)
+    real = PADDED_WINDOWS > 0
+    np.testing.assert_allclose(with_skipping[real], reference[real], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(nan_far_skipped[real], with_skipping[real])
+    # Computing the padding reads it: the NaN before window 0's segment reaches it.
+    assert np.isnan(nan_far_computed[0][real[0]]).all()
+
+
+def test_skipping_padding_trains_every_variable():
+    """With dropout, as in training: gradients reach every variable, finite,
+    and the convolutions' (fed by the compact signal only) are not zero."""
+    S, E = 250, 4
+    audio, words = padded_batch(S, E)
+    graph, (audio_in, words_in, mask_in), (_, skipped) = build_with_and_without_padding(
+        S, E, is_training=True)
+    with graph.as_default():
+        variables = tf.trainable_variables()
+        gradients = tf.gradients(tf.reduce_sum(skipped * mask_in[..., None]), variables)
+        assert None not in gradients
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            values = session.run(gradients, {audio_in: audio, words_in: words,
+                                             mask_in: PADDED_WINDOWS})
+    for variable, value in zip(variables, values):
+        assert np.isfinite(value).all(), variable.op.name
+        if '/acoustic/' in variable.op.name:
+            assert np.abs(value).max() > 0, variable.op.name
 
 
 @pytest.mark.parametrize('S', [300, 4100])

@@ -120,7 +120,7 @@ def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
     for expected in ('max_steps = %d' % FIRST_STEPS, 'sequence_length = 16', 'batch_size = 2',
                      'hidden_units = 32', 'learning_rate = 0.0005', 'loss_weights = None',
                      'device = -1', 'seed = 0', 'save_summaries_secs = 60', 'windows = per_segment',
-                     'precision = fp32', 'precision in use = fp32'):
+                     'skip_padding = True', 'precision = fp32', 'precision in use = fp32'):
         assert expected in lines, expected
     progress = [line.split()[1] for line in lines if line.startswith('step ')]
     assert progress == ['2', '4', '6']
