@@ -161,9 +161,10 @@ def compact_frame_features(audio, embeddings, mask, is_training):
         ends = needed & ~shift(needed, -1)
         # Each needed frame takes a slot in the signal, a run's first and last
         # also one for the zero frame before and after it.
-        slots = tf.cast(needed, tf.int32) * (1 + tf.cast(starts, tf.int32) + tf.cast(ends, tf.int32))
+        is_needed, is_start, is_end = (tf.cast(f, tf.int32) for f in (needed, starts, ends))
+        slots = is_needed * (1 + is_start + is_end)
         slot = (tf.reshape(tf.cumsum(tf.reshape(slots, [-1]), exclusive=True), tf.shape(slots))
-                + tf.cast(starts, tf.int32))
+                + is_start)
         pool_start = tf.reduce_sum(slots)
         # The pool: a window's edge, its first frame, PADDING_POOL_FRAMES more, a zero frame.
         n_slots = pool_start + PADDING_POOL_FRAMES + 3

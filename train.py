@@ -28,8 +28,9 @@ after another with the LSTM restarting at each (RESULTS.md: both trained less
 accurate models on the demo corpus). Whatever the windows, --skip_padding (the
 default) computes the model only on the frames that can change a real frame's
 prediction, not on the padding that fills most per-segment windows.
---precision bf16/fp16/auto runs the step in mixed precision. Checkpoints are float32 whatever the precision or
-the windows, and a run may resume with others.
+--precision bf16/fp16/auto runs the step in mixed precision. Checkpoints are
+float32 whatever the precision, the windows or the padding, and a run may
+resume with others.
 """
 
 import logging

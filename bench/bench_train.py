@@ -168,9 +168,8 @@ def main(argv):
                                 windows, skip_padding)
             result = results[name]
             logging.info('train.py, B=%d T=%d, %s, %s windows, padding %s%s: %.1f frames/s, '
-                         '%.1f real '
-                         'frames/s over steps %d-%d (%.1f s steady state, %.1f s in all, %d '
-                         'checkpoint(s) written)', FLAGS.batch_size, FLAGS.sequence_length,
+                         '%.1f real frames/s over steps %d-%d (%.1f s steady state, %.1f s in '
+                         'all, %d checkpoint(s) written)', FLAGS.batch_size, FLAGS.sequence_length,
                          run_precision, windows, 'skipped' if skip_padding else 'computed',
                          ', XLA' if FLAGS.xla else '',
                          result['frames_per_s'], result['real_frames_per_s'],

@@ -235,7 +235,8 @@ def build_with_and_without_padding(S, E, is_training=False):
     with graph.as_default():
         tf.set_random_seed(4)
         inputs = (tf.placeholder(tf.float32, [None, None, S]),
-                  tf.placeholder(tf.float32, [None, None, E]), tf.placeholder(tf.float32, [None, None]))
+                  tf.placeholder(tf.float32, [None, None, E]),
+                  tf.placeholder(tf.float32, [None, None]))
         predictions = []
         for skip_padding in (False, True):
             with tf.variable_scope(tf.get_variable_scope(), reuse=skip_padding):
