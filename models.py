@@ -127,10 +127,10 @@ def semantic_acoustic_fusion(acoustic, embeddings):
     return fuse(fuse(h1, h2, scope='fusion_hidden12'), h3, scope='fusion_hidden123')
 
 
-def frame_features(audio, embeddings, is_training, edges=None):
+def frame_features(audio, embeddings, is_training):
     """[B,T,S] audio and [B,T,E] embeddings -> [B,T,HIDDEN_FC_UNITS], what
     the LSTM hears of each frame."""
-    return semantic_acoustic_fusion(acoustic_features(audio, is_training, edges), embeddings)
+    return semantic_acoustic_fusion(acoustic_features(audio, is_training), embeddings)
 
 
 def compact_frame_features(audio, embeddings, mask, is_training):
@@ -349,8 +349,7 @@ def build_model(audio, embeddings, hidden_units=DEFAULT_HIDDEN_UNITS, is_trainin
     [B,T], see recurrent_output, optional) -> predictions [B,T,2] in (-1, 1),
     (arousal, valence) per frame. `modality` (MODALITIES) says which of the two
     inputs the model hears. `skip_padding` (with a mask): the frames' features
-    by compact_frame_features; predictions after a window's last real frame are
-    then meaningless, and masked out anyway."""
+    by compact_frame_features, which computes only what predictions depend on."""
     with tf.variable_scope('model'):
         audio, embeddings = select_modality(audio, embeddings, modality)
         if skip_padding and mask is not None:
