@@ -45,6 +45,9 @@ flags.DEFINE_float('max_request_mb', 32.0, 'Largest request body accepted, in Mi
 flags.DEFINE_float('max_audio_seconds', 600.0, 'Longest audio accepted, in seconds; longer '
                    'gets 413.', lower_bound=0.25)
 
+flags.DEFINE_bool('no_page', False, 'Serve the API alone, without the live page at GET / '
+                  '(microphone or file in, arousal and valence curves out).')
+
 # ---- Inference flags ----
 flags.DEFINE_float('chunk_seconds', inference.DEFAULT_CHUNK_SECONDS,
                    'Run a request\'s audio through the model in chunks of this many seconds, '
@@ -127,7 +130,7 @@ def main(argv):
                      FLAGS.host, FLAGS.port, FLAGS.threads, FLAGS.host, FLAGS.port,
                      FLAGS.max_streams)
         server = uvicorn.Server(uvicorn.Config(
-            service.create_app(app_service), host=FLAGS.host, port=FLAGS.port,
+            service.create_app(app_service, with_page=not FLAGS.no_page), host=FLAGS.host, port=FLAGS.port,
             log_config=None, access_log=False, lifespan='off', ws='websockets-sansio',
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS))
         server.run()

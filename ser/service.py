@@ -67,7 +67,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
 import helper
-from ser import alignment, emotion, inference, streaming
+from ser import alignment, emotion, inference, page, streaming
 
 SERVICE = 'emotion recognition service'
 # More words than anyone says in the audio (fast speech is 5-6 a second) can
@@ -415,8 +415,9 @@ async def close_with_error(websocket, code, message):
         pass    # the client is gone already
 
 
-def create_app(service):
-    """The Starlette application of `service` (a Service)."""
+def create_app(service, with_page=True):
+    """The Starlette application of `service` (a Service); with_page adds
+    the live page (ser.page) at GET /."""
     limiter = anyio.CapacityLimiter(service.threads)
 
     async def recognise(request):
@@ -470,7 +471,9 @@ def create_app(service):
     async def http_error(request, error):
         return error_response(error.status_code, error.detail)
 
-    return Starlette(routes=[Route('/emotion-recognition', recognise, methods=['POST']),
-                             Route('/health', health, methods=['GET']),
-                             WebSocketRoute('/emotion-stream', emotion_stream)],
-                     exception_handlers={HTTPException: http_error})
+    routes = [Route('/emotion-recognition', recognise, methods=['POST']),
+              Route('/health', health, methods=['GET']),
+              WebSocketRoute('/emotion-stream', emotion_stream)]
+    if with_page:
+        routes += page.routes()
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
