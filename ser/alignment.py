@@ -1,6 +1,13 @@
-"""Word-level forced alignment with aeneas, tuned to follow speech.
+"""Word-level forced alignment: plain text by the phonetic aligner for English
+(ser.phonetic_alignment, PocketSphinx's acoustic model), else by aeneas,
+tuned to follow speech (below); each step falls back to the next.
 
-The words of a transcript (lower case, punctuation stripped, fillers such as
+align_plain (and align_text, its shape as the service and predict.py take
+it) tries, in order: the phonetic aligner (English, unless aeneas is asked
+for), aeneas, and last the words spread over the recording by character
+length; it says which one gave the words.
+
+aeneas: the words of a transcript (lower case, punctuation stripped, fillers such as
 <filler> dropped) are synthesised with espeak and the synthetic speech is
 matched to the recording by dynamic time warping of MFCCs. aeneas with its
 default settings lets a word swallow the silence around it, so it is
@@ -22,6 +29,7 @@ fallback. espeak's voice flutter carries over from one synthesis to the next
 within a process, so a boundary may move by a frame or so between runs that
 process recordings in another order.
 """
+import collections
 import os
 import re
 import tempfile
@@ -38,6 +46,7 @@ from aeneas.textfile import TextFile, TextFragment
 from aeneas.ttswrappers.espeakttswrapper import ESPEAKTTSWrapper
 
 import helper
+from ser import phonetic_alignment
 
 # Language codes espeak supports through aeneas (eng, deu, fra, ...).
 LANGUAGES = frozenset(ESPEAKTTSWrapper.LANGUAGE_TO_VOICE_CODE)
@@ -60,6 +69,14 @@ MIN_PAUSE_FRAMES = 6         # 60 ms below threshold is a pause, shorter is a st
 SNAP_TOLERANCE_FRAMES = 15   # a boundary up to 150 ms from a pause is moved onto it
 FILLER_TAG = re.compile(r'(<[^>]*>)')
 FILLER_SOUND = 'um'          # synthesised where the transcript marks a filler
+# Plain-text aligners in the order they are tried, and the last resort.
+PHONETIC, AENEAS, SPREAD = 'phonetic', 'aeneas', 'spread'
+ALIGNERS = (PHONETIC, AENEAS)
+# What align_plain did: words [(start, end, word)]; method PHONETIC, AENEAS,
+# SPREAD or None (no words); guessed, the number of distinct words the phonetic
+# aligner pronounced with espeak; failures, [(aligner, reason)] of the
+# aligners that were tried and failed.
+PlainAlignment = collections.namedtuple('PlainAlignment', 'words method guessed failures')
 
 
 class AlignmentError(Exception):
@@ -100,20 +117,52 @@ def align_sentences(samples, sample_rate, sentences, language='eng'):
 
 
 def align_text(samples, sample_rate, text, language='eng'):
-    """Word timings of plain text spoken over the whole recording.
+    """Word timings of plain text spoken over the whole recording, by the
+    default aligner for the language (align_plain).
 
-    text may carry fillers (<filler>), which help place the words around them
-    but are not returned. Returns (words, fallbacks): words [(start, end,
-    word)] in seconds (rounded to ms), normalised words in text order;
-    fallbacks is 1 when aeneas could not align and the words were spread over
-    the recording by character length, else 0. Text without words gives
-    ([], 0)."""
-    if not helper.normalise_words(text):
-        return [], 0
+    text may carry fillers (<filler>), which are not returned. Returns
+    (words, fallbacks): words [(start, end, word)] in seconds (rounded to
+    ms), normalised words in text order; fallbacks is 1 when no aligner could
+    align and the words were spread over the recording by character length,
+    else 0. Text without words gives ([], 0)."""
+    result = align_plain(samples, sample_rate, text, language)
+    return result.words, int(result.method == SPREAD)
+
+
+def default_aligner(language):
+    """The phonetic aligner for a language its acoustic model speaks, else aeneas."""
+    return PHONETIC if language in phonetic_alignment.LANGUAGES else AENEAS
+
+
+def align_plain(samples, sample_rate, text, language='eng', aligner=None):
+    """A PlainAlignment of plain text spoken over the whole recording.
+    aligner: PHONETIC, AENEAS or None (default_aligner); PHONETIC for a
+    language the phonetic aligner does not speak is a ValueError. When the
+    phonetic aligner fails, aeneas aligns; when aeneas fails, the words are
+    spread. AlignmentError when the recording is too short for aeneas."""
+    aligner = aligner or default_aligner(language)
+    if aligner == PHONETIC and language not in phonetic_alignment.LANGUAGES:
+        raise ValueError('the phonetic aligner speaks %s, not %r'
+                         % (', '.join(sorted(phonetic_alignment.LANGUAGES)), language))
+    words = helper.normalise_words(text)
+    if not words:
+        return PlainAlignment([], None, 0, [])
     samples = to_aeneas_rate(samples, sample_rate)
-    rows, fallbacks = align_sentences(samples, SAMPLE_RATE, [(0.0, len(samples) / SAMPLE_RATE, text)],
-                                      language)
-    return [(start, end, word) for _, start, end, word in rows], len(fallbacks)
+    failures = []
+    if aligner == PHONETIC:
+        try:
+            spans, guessed = phonetic_alignment.align_words(samples, words)
+            return PlainAlignment([(start, end, word) for word, (start, end)
+                                   in zip(words, spans)], PHONETIC, guessed, [])
+        except phonetic_alignment.PhoneticAlignmentError as error:
+            helper.development_msg('the phonetic aligner could not align %d words (%s); '
+                                   'aeneas aligns them', len(words), error)
+            failures.append((PHONETIC, str(error)))
+    rows, spread = align_sentences(samples, SAMPLE_RATE,
+                                   [(0.0, len(samples) / SAMPLE_RATE, text)], language)
+    failures += [(AENEAS, reason) for _, reason in spread]
+    return PlainAlignment([(start, end, word) for _, start, end, word in rows],
+                          SPREAD if spread else AENEAS, 0, failures)
 
 
 def aeneas_configuration():
