@@ -12,7 +12,6 @@ import os
 import platform
 import re
 import string
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -178,6 +177,10 @@ class InputError(Exception):
         self.path, self.row, self.problem = path, row, problem
         where = path if row is None else '%s, row %d' % (path, row)
         super().__init__('%s: %s' % (where, problem))
+
+
+class Cancelled(Exception):
+    """The caller went away, so its work was stopped."""
 
 
 # --------------------------------------------------------------------------
@@ -658,42 +661,6 @@ def normalise_words(text):
     and punctuation removed; apostrophes inside words are kept (don't, car's)."""
     text = _FILLER.sub(' ', text.lower()).translate(_PUNCTUATION)
     return [word for word in (w.strip("'") for w in text.split()) if word]
-
-
-# --------------------------------------------------------------------------
-# Audio: any container, any rate, any channel count -> mono float32.
-# --------------------------------------------------------------------------
-def read_audio(path, sample_rate):
-    """Mono float32 samples in [-1, 1] at `sample_rate`. WAV/FLAC/OGG are read
-    with soundfile; anything else is decoded by ffmpeg."""
-    import soundfile
-    import soxr
-    if not os.path.isfile(path):
-        raise InputError(path, None, 'file not found')
-    try:
-        samples, rate = soundfile.read(path, dtype='float32', always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError, TypeError):
-        samples, rate = _decode_with_ffmpeg(path, sample_rate), sample_rate
-    samples = samples.mean(axis=1) if samples.ndim == 2 else samples
-    if samples.size == 0:
-        raise InputError(path, None, 'audio is empty')
-    if rate != sample_rate:
-        samples = soxr.resample(samples, rate, sample_rate)
-    return np.ascontiguousarray(samples, dtype=np.float32)
-
-
-def _decode_with_ffmpeg(path, sample_rate):
-    command = ['ffmpeg', '-nostdin', '-v', 'error', '-i', path, '-ac', '1',
-               '-ar', str(sample_rate), '-f', 'f32le', '-']
-    try:
-        result = subprocess.run(command, capture_output=True, check=False)
-    except FileNotFoundError:
-        raise InputError(path, None, 'not a WAV/FLAC file, and ffmpeg is not installed') from None
-    if result.returncode != 0:
-        message = result.stderr.decode('utf-8', 'replace').strip().splitlines()
-        raise InputError(path, None, 'unreadable audio: %s'
-                         % (message[-1] if message else 'ffmpeg failed'))
-    return np.frombuffer(result.stdout, dtype=np.float32)[:, None]
 
 
 # --------------------------------------------------------------------------

@@ -15,10 +15,11 @@ training data were.
 
 The text, if any, comes in one of four ways:
   --text        plain text spoken over the whole recording, aligned word by
-                word with aeneas exactly as serve.py aligns a request's
-                transcript (same input, same timeline);
+                word exactly as serve.py aligns a request's transcript (same
+                input, same timeline): by the phonetic aligner for English,
+                aeneas for other --language codes;
   --transcript  sentence-level `start,end,sentence` (seconds), each sentence
-                aligned within its span;
+                aligned within its span with aeneas;
   --words       word timings `start,end,word` (seconds) as a voicebot's ASR
                 gives them, not realigned (words are normalised as the training
                 text was: lower case, no punctuation, fillers dropped);
@@ -46,7 +47,7 @@ import numpy as np
 
 import helper
 import models
-from ser import alignment, inference
+from ser import alignment, audio, inference
 
 # ---- Model flags ----
 helper.define_flags('checkpoint', 'steps', 'saved_model')
@@ -72,7 +73,8 @@ flags.DEFINE_float('chunk_seconds', inference.DEFAULT_CHUNK_SECONDS,
 flags.DEFINE_string('audio', None, 'The recording: any format ffmpeg reads, any sample rate, '
                     'mono or stereo.')
 flags.DEFINE_string('text', None, 'Plain transcript of the whole recording, aligned word by '
-                    'word with aeneas (as serve.py does).')
+                    'word as serve.py does: PocketSphinx for English, aeneas for other '
+                    'languages.')
 flags.DEFINE_string('transcript', None,
                     'Sentence-level transcript, header start,end,sentence (seconds); its words '
                     'are aligned to the audio with aeneas.')
@@ -120,12 +122,12 @@ def read_text():
     fallback sentences or None). Runs before the model loads: bad text fails
     fast."""
     if FLAGS.text is not None and helper.normalise_words(FLAGS.text):
-        samples = helper.read_audio(FLAGS.audio, alignment.SAMPLE_RATE)
+        samples = audio.read_file(FLAGS.audio, alignment.SAMPLE_RATE)
         words, fallbacks = inference.align_plain_text(samples, FLAGS.text, FLAGS.language,
                                                       FLAGS.audio)
         if fallbacks:
-            logging.warning('%s: aeneas could not align --text; its words were spread over the '
-                            'recording by character length', FLAGS.audio)
+            logging.warning('%s: neither aligner could align --text; its words were spread over '
+                            'the recording by character length', FLAGS.audio)
         return 'text', words, fallbacks
     if FLAGS.words:
         return 'words', inference.read_words(FLAGS.words), None
@@ -165,7 +167,7 @@ def run():
         warning = inference.unheard_input_warning(predictor.modality, words is not None)
         if warning:
             logging.warning('%s', warning)
-        samples = helper.read_audio(FLAGS.audio, predictor.sample_rate)
+        samples = audio.read_file(FLAGS.audio, predictor.sample_rate)
         if words:
             inference.check_words_inside(words, len(samples) / predictor.sample_rate,
                                          FLAGS.words or FLAGS.transcript or FLAGS.audio)

@@ -37,7 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import machine, options, random_model, serving  # noqa: E402
-from ser import alignment, inference, isolated_alignment  # noqa: E402
+from ser import alignment, audio, inference, isolated_alignment  # noqa: E402
 
 # ---- Benchmark flags ----
 flags.DEFINE_integer('requests', 40, 'Timed requests per client.', lower_bound=1)
@@ -149,8 +149,8 @@ def stage_milliseconds(model_dir, utterances):
         for repeat in range(2):
             for data, text in utterances:
                 started = time.perf_counter()
-                decoded = inference.decode_audio(data, [predictor.sample_rate,
-                                                        alignment.SAMPLE_RATE])
+                decoded = audio.decode_bytes(data, [predictor.sample_rate,
+                                                    alignment.SAMPLE_RATE])
                 decoded_at = time.perf_counter()
                 words, _ = aligner.align_text(decoded[alignment.SAMPLE_RATE], text, 'eng')
                 aligned_at = time.perf_counter()

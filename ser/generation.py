@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 import helper
+from ser import audio
 from ser import embeddings as word_embeddings
 from ser import records
 from ser.dataset import DatasetInfo
@@ -94,7 +95,7 @@ def _write_segment(job, embedder):
     except helper.InputError as error:
         raise helper.InputError(job.label_path, None, 'labels of segment %s, which has no audio '
                                 '(%s)' % (job.name, error)) from None
-    samples = helper.read_audio(audio_path, job.sample_rate)
+    samples = audio.read_file(audio_path, job.sample_rate)
     arrays, warnings = records.build_recording(samples, words, timestamps, labels,
                                                frame_samples, embedder)
     mismatch = records.duration_mismatch(len(samples), job.sample_rate, timestamps)

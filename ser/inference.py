@@ -1,7 +1,7 @@
 """A trained model applied to recordings: load once, predict many.
 
     predictor = Predictor.from_saved_model('exported/', device=-1)
-    samples = helper.read_audio(path, predictor.sample_rate)   # or decode_audio(bytes, ...)
+    samples = audio.read_file(path, predictor.sample_rate)   # or audio.decode_bytes(data, ...)
     timestamps, predictions = predictor.timeline(samples, words)   # [N] ms, [N, 2]
 
 The model comes from a train.py directory (from_checkpoint: model.ckpt-N,
@@ -20,18 +20,15 @@ gets in training).
 """
 
 import contextlib
-import io
 import logging
 import math
 import os
-import subprocess
-import tempfile
 
 import numpy as np
 
 import helper
 import models
-from ser import alignment, dataset, embeddings, records
+from ser import alignment, audio, dataset, embeddings, records
 
 tf = helper.import_tensorflow()
 
@@ -52,7 +49,6 @@ END_TOLERANCE = 0.05
 MIN_ALIGN_SECONDS = 0.1
 # Word labels are drawn on the plot only while they stay readable.
 MAX_PLOT_WORDS = 60
-FFMPEG_TIMEOUT_SECONDS = 120
 
 
 # --------------------------------------------------------------------------
@@ -317,27 +313,31 @@ class Predictor:
         return self._run(len(audio_frames), lambda first, stop: audio_frames[first:stop],
                          embedding_frames, chunk_frames)
 
-    def timeline(self, samples, words=None, chunk_seconds=DEFAULT_CHUNK_SECONDS):
+    def timeline(self, samples, words=None, chunk_seconds=DEFAULT_CHUNK_SECONDS,
+                 cancelled=None):
         """(timestamps [N] int64 ms, predictions [N,2]) of one recording, in
         chunks of `chunk_seconds` (0: one pass); framed chunk by chunk, so
-        that no copy of the whole recording is made."""
+        that no copy of the whole recording is made. helper.Cancelled before
+        the next chunk once `cancelled` (an Event) is set."""
         n_frames = self.n_frames(samples)
         timestamps = np.arange(n_frames, dtype=np.int64) * self.step_ms
         size = self.frame_samples
 
-        def audio(first, stop):
+        def frames(first, stop):
             return records.frame_audio(samples[first * size:stop * size], size, stop - first)
 
-        return timestamps, self._run(n_frames, audio, self.frame_vectors(words, n_frames),
-                                     chunk_frames_for(chunk_seconds, self.step_ms))
+        return timestamps, self._run(n_frames, frames, self.frame_vectors(words, n_frames),
+                                     chunk_frames_for(chunk_seconds, self.step_ms), cancelled)
 
-    def _run(self, n_frames, audio, embedding_frames, chunk_frames):
+    def _run(self, n_frames, audio, embedding_frames, chunk_frames, cancelled=None):
         """Predictions of frames [0, n_frames) chunk by chunk; audio(first,
         stop) gives frames [first, stop) as [stop - first, S]."""
         if chunk_frames is None or chunk_frames >= n_frames or not self.carries_state:
             return self.run_chunk(audio(0, n_frames), embedding_frames)[0]
         predictions, state = [], None
         for first in range(0, n_frames, chunk_frames):
+            if cancelled is not None and cancelled.is_set():
+                raise helper.Cancelled('the model run stopped: the caller left')
             stop = min(first + chunk_frames, n_frames)
             # A frame of audio on either side, where the recording has one.
             before, after = min(first, 1), min(n_frames - stop, 1)
@@ -364,89 +364,6 @@ def unheard_input_warning(modality, has_words):
     if modality == 'text' and not has_words:
         return 'modality text without any text: the model hears nothing but zeros'
     return None
-
-
-# --------------------------------------------------------------------------
-# Audio in memory
-# --------------------------------------------------------------------------
-def decode_audio(data, sample_rates, max_seconds=None, name='audio'):
-    """{rate: mono float32 samples} of an audio file held in `data` (bytes),
-    resampled to each of `sample_rates` exactly as helper.read_audio resamples
-    the same file. WAV/FLAC/OGG/MP3 are decoded in memory; other containers
-    by ffmpeg from a private temporary directory that is always removed (MP4
-    keeps its index at the end, so ffmpeg needs a seekable file).
-    InputError (naming `name`) when the bytes are no audio, a WAV is
-    truncated, the audio is empty or lasts more than `max_seconds`."""
-    import soundfile
-    import soxr
-    check_wav_complete(data, name)
-    try:
-        with soundfile.SoundFile(io.BytesIO(data)) as sound:
-            check_duration(sound.frames / sound.samplerate, max_seconds, name)
-            samples, rate = sound.read(dtype='float32', always_2d=True), sound.samplerate
-    except (RuntimeError, soundfile.LibsndfileError, TypeError, EOFError):
-        return _decode_with_ffmpeg(data, sample_rates, max_seconds, name)
-    samples = samples.mean(axis=1)
-    if samples.size == 0:
-        raise helper.InputError(name, None, 'audio is empty')
-    return {target: np.ascontiguousarray(
-        samples if target == rate else soxr.resample(samples, rate, target), dtype=np.float32)
-        for target in set(sample_rates)}
-
-
-class TooLong(helper.InputError):
-    """Audio over the length a caller accepts."""
-
-
-def check_duration(seconds, max_seconds, name):
-    if max_seconds is not None and seconds > max_seconds:
-        raise TooLong(name, None, 'audio lasts %.1f s, more than the %g s accepted'
-                      % (seconds, max_seconds))
-
-
-def check_wav_complete(data, name):
-    """A RIFF/WAVE file cut short still decodes (libsndfile reads what is
-    there), so a truncated upload is caught here: its header announces more
-    bytes than arrived. Streamed WAVs that announce no length (0 or
-    0xFFFFFFFF) pass."""
-    if len(data) < 12 or data[:4] != b'RIFF' or data[8:12] != b'WAVE':
-        return
-    announced = int.from_bytes(data[4:8], 'little')
-    if announced not in (0, 0xFFFFFFFF) and announced + 8 > len(data):
-        raise helper.InputError(name, None, 'truncated WAV: its header announces %d bytes, %d '
-                                'arrived' % (announced + 8, len(data)))
-
-
-def _decode_with_ffmpeg(data, sample_rates, max_seconds, name):
-    with tempfile.TemporaryDirectory(prefix='ser-audio-') as directory:
-        path = os.path.join(directory, 'upload')
-        with open(path, 'wb') as handle:
-            handle.write(data)
-        decoded = {}
-        for rate in set(sample_rates):
-            # Decoding stops a little past the limit: enough to tell that it is too long.
-            limit = [] if max_seconds is None else ['-t', '%.3f' % (max_seconds + 1)]
-            command = (['ffmpeg', '-nostdin', '-v', 'error', '-i', path, '-ac', '1', '-ar',
-                        str(rate)] + limit + ['-f', 'f32le', '-'])
-            try:
-                result = subprocess.run(command, capture_output=True, check=False,
-                                        timeout=FFMPEG_TIMEOUT_SECONDS)
-            except FileNotFoundError:
-                raise helper.InputError(name, None, 'not WAV/FLAC/OGG/MP3, and ffmpeg is not '
-                                        'installed to read other formats') from None
-            except subprocess.TimeoutExpired:
-                raise helper.InputError(name, None, 'not decoded within %d s'
-                                        % FFMPEG_TIMEOUT_SECONDS) from None
-            if result.returncode != 0:
-                message = result.stderr.decode('utf-8', 'replace').strip().splitlines()
-                raise helper.InputError(name, None, 'not audio that can be decoded (%s)'
-                                        % (message[-1] if message else 'ffmpeg failed'))
-            samples = np.frombuffer(result.stdout, dtype=np.float32)
-            if samples.size == 0:
-                raise helper.InputError(name, None, 'audio is empty')
-            check_duration(samples.size / rate, max_seconds, name)
-            decoded[rate] = samples.copy()
-        return decoded
 
 
 # --------------------------------------------------------------------------
@@ -508,7 +425,7 @@ def align_transcript(transcript_path, audio_path, language):
     """[(start, end, word)] of a sentence-level transcript and the number of
     sentences aeneas could not align (their words are spread over the
     sentence), aligned at the aligner's sample rate."""
-    samples = helper.read_audio(audio_path, alignment.SAMPLE_RATE)
+    samples = audio.read_file(audio_path, alignment.SAMPLE_RATE)
     check_alignable(samples, alignment.SAMPLE_RATE, audio_path)
     sentences, row_numbers = read_transcript(transcript_path,
                                              len(samples) / alignment.SAMPLE_RATE)

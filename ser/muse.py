@@ -165,49 +165,6 @@ def join_segment(segment, arousal, valence, arousal_path, valence_path):
 # --------------------------------------------------------------------------
 # Segment audio
 # --------------------------------------------------------------------------
-def check_wav_complete(path):
-    """InputError when a WAV file's data chunk is shorter than its header
-    declares (a copy cut off); other containers are left to their decoder."""
-    if not path.lower().endswith('.wav'):
-        return
-    size = os.path.getsize(path)
-    with open(path, 'rb') as handle:
-        header = handle.read(12)
-        if len(header) < 12 or header[:4] != b'RIFF' or header[8:12] != b'WAVE':
-            raise helper.InputError(path, None, 'not a RIFF/WAVE file (truncated or another format)')
-        while True:
-            chunk = handle.read(8)
-            if len(chunk) < 8:
-                raise helper.InputError(path, None, 'truncated WAV: no data chunk')
-            name, length = chunk[:4], int.from_bytes(chunk[4:], 'little')
-            if name == b'data':
-                held = size - handle.tell()
-                # espeak-style streams declare a placeholder size; only a shortfall is an error.
-                if length != 0xFFFFFFFF and held < length:
-                    raise helper.InputError(path, None, 'truncated WAV: the header declares %d '
-                                            'bytes of audio, the file holds %d' % (length, held))
-                return
-            handle.seek(length + (length & 1), os.SEEK_CUR)
-
-
-def read_segment_audio(path, sample_rate):
-    """Mono float32 samples of a segment's audio at `sample_rate`, after
-    checking a WAV is complete."""
-    if not os.path.isfile(path):
-        raise helper.InputError(path, None, 'file not found')
-    check_wav_complete(path)
-    return helper.read_audio(path, sample_rate)
-
-
-def audio_seconds(path):
-    """Duration of an audio file from its header (soundfile), or by decoding."""
-    import soundfile
-    try:
-        return soundfile.info(path).duration
-    except (RuntimeError, soundfile.LibsndfileError, TypeError):
-        return len(helper.read_audio(path, 16000)) / 16000.0
-
-
 def estimated_starts(durations):
     """Video ms at which each of a video's segments starts when no label file
     tells: the segments follow one another and, as in MuSe's label files,

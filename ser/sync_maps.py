@@ -16,7 +16,7 @@ import collections
 import os
 
 import helper
-from ser import alignment, muse
+from ser import alignment, audio, muse
 
 ALIGNERS = ('given', 'aeneas')
 SYNC_MAP_HEADER = ('id', 'start', 'end', 'word')
@@ -81,7 +81,7 @@ def segment_starts(layout, video_id, names):
         durations = []
         for name in names:
             try:
-                durations.append(muse.audio_seconds(layout.audio_path(name)))
+                durations.append(audio.duration(layout.audio_path(name)))
             except helper.InputError:
                 break
         guesses = dict(zip(names, muse.estimated_starts(durations)))
@@ -151,7 +151,7 @@ def segment_words(job, samples, duration):
 def make_sync_map(job):
     """Write one segment's sync map; an Outcome either way."""
     try:
-        samples = muse.read_segment_audio(job.audio, alignment.SAMPLE_RATE)
+        samples = audio.read_file(job.audio, alignment.SAMPLE_RATE)
         duration = len(samples) / alignment.SAMPLE_RATE
         if job.aligner == 'aeneas' and duration < MIN_AUDIO_SECONDS:
             raise helper.InputError(job.audio, None, 'audio lasts %.3f s, too short to align'

@@ -9,7 +9,7 @@ import soundfile
 import soxr
 
 import helper
-from ser import alignment, demo_corpus, muse
+from ser import alignment, audio, demo_corpus, muse
 
 # Targets on true word timings.
 MAX_MEAN_START_ERROR = 0.05
@@ -32,7 +32,7 @@ def segments(tmp_path_factory):
                 continue
             truth = helper.read_table(os.path.join(truth_dir, 'word_timings', video_id,
                                                    name + '.csv'), TRUTH_COLUMNS)
-            found.append((helper.read_audio(layout.audio_path(name), 16000),
+            found.append((audio.read_file(layout.audio_path(name), 16000),
                           muse.transcript_text(muse.read_transcript(layout.transcript_path(name))),
                           truth))
     return found
@@ -76,7 +76,7 @@ def test_any_sample_rate_and_stereo_align_alike(segments, tmp_path):
         # Channels differ in level, as real stereo does; the mix is what is aligned.
         audio = np.stack([resampled, 0.5 * resampled], axis=1) if channels == 2 else resampled
         soundfile.write(path, audio, rate)
-        words, fallbacks = alignment.align_text(helper.read_audio(path, rate), rate, text)
+        words, fallbacks = alignment.align_text(audio.read_file(path, rate), rate, text)
         assert fallbacks == 0
         assert np.mean([abs(a[0] - b[0]) for a, b in zip(words, reference)]) < 0.02
         accuracy = alignment.alignment_accuracy(words, truth)

@@ -14,6 +14,7 @@ import pytest
 import soundfile
 
 import helper
+from ser import audio
 from ser import demo_corpus as demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +73,7 @@ def _video_words(corpus, video_id):
 def _video_audio(corpus, video_id, rate=16000):
     """The video's audio put back together: neighbours share one 250-ms frame."""
     overlap = helper.LABEL_STEP_MS * rate // 1000
-    parts = [helper.read_audio(corpus['layout'].audio_path(name), rate)
+    parts = [audio.read_file(corpus['layout'].audio_path(name), rate)
              for _, name, _, _, _ in _segments(corpus, video_id)]
     return np.concatenate([parts[0]] + [part[overlap:] for part in parts[1:]])
 
@@ -269,7 +270,7 @@ def test_fillers_are_written_but_not_spoken(stats_corpus):
     for _, name, _, _, has_transcript in stats_corpus['segments']:
         if not has_transcript:
             continue
-        samples = helper.read_audio(stats_corpus['layout'].audio_path(name), 16000)
+        samples = audio.read_file(stats_corpus['layout'].audio_path(name), 16000)
         rows = helper.read_table(stats_corpus['layout'].transcript_path(name), TRANSCRIPT_COLUMNS)
         truth = _truth_words(stats_corpus, name)
         words = 0

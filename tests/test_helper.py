@@ -5,9 +5,7 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-import soundfile
 
 import helper
 
@@ -106,43 +104,6 @@ def test_normalise_words_drops_fillers_and_punctuation():
     assert helper.normalise_words("Well, <filler> the BMW's  engine -- is GREAT!") == [
         'well', 'the', "bmw's", 'engine', 'is', 'great']
     assert helper.normalise_words('<laughter> ... !') == []
-
-
-def _tone(rate, seconds, channels):
-    t = np.arange(int(rate * seconds)) / rate
-    mono = 0.5 * np.sin(2 * np.pi * 220 * t)
-    return np.stack([mono] * channels, axis=1) if channels > 1 else mono
-
-
-@pytest.mark.parametrize('rate, channels', [(48000, 2), (22050, 1), (16000, 1)])
-def test_read_audio_mixes_down_and_resamples(tmp_path, rate, channels):
-    path = str(tmp_path / 'a.wav')
-    soundfile.write(path, _tone(rate, 1.0, channels), rate)
-    samples = helper.read_audio(path, 16000)
-    assert samples.dtype == np.float32 and samples.ndim == 1
-    assert abs(len(samples) - 16000) <= 1
-    assert 0.45 < np.abs(samples[1000:-1000]).max() < 0.55
-
-
-def test_read_audio_decodes_other_containers_with_ffmpeg(tmp_path):
-    wav = str(tmp_path / 'a.wav')
-    soundfile.write(wav, _tone(44100, 1.0, 2), 44100)
-    mp3 = str(tmp_path / 'a.mp3')
-    subprocess.run(['ffmpeg', '-v', 'error', '-i', wav, mp3], check=True)
-    samples = helper.read_audio(mp3, 16000)
-    assert abs(len(samples) / 16000 - 1.0) < 0.1
-    assert np.abs(samples).max() > 0.3
-
-
-def test_read_audio_errors_name_the_file(tmp_path):
-    garbage = tmp_path / 'broken.wav'
-    garbage.write_bytes(b'RIFF not really a wave file')
-    with pytest.raises(helper.InputError, match='broken.wav: unreadable audio'):
-        helper.read_audio(str(garbage), 16000)
-    empty = str(tmp_path / 'empty.wav')
-    soundfile.write(empty, np.zeros(0), 16000)
-    with pytest.raises(helper.InputError, match='empty.wav: audio is empty'):
-        helper.read_audio(empty, 16000)
 
 
 def test_muse_layout_paths_follow_the_distributed_package(tmp_path):

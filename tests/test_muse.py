@@ -153,24 +153,6 @@ def test_video_labels_join_each_segment_and_report_segments_without_audio(tmp_pa
     assert muse.video_labels(layout, 'unlabelled') == ({}, {})
 
 
-# --------------------------------------------------------------------------
-# Segment audio
-# --------------------------------------------------------------------------
-def test_truncated_wav_is_an_error_and_a_complete_one_reads(tmp_path):
-    path = str(tmp_path / '1_1.wav')
-    soundfile.write(path, np.zeros(16000, dtype=np.float32), 16000, subtype='PCM_16')
-    assert len(muse.read_segment_audio(path, 16000)) == 16000
-    with open(path, 'rb') as handle:
-        data = handle.read()
-    with open(path, 'wb') as handle:
-        handle.write(data[:len(data) // 2])
-    with pytest.raises(helper.InputError, match='truncated WAV') as error:
-        muse.read_segment_audio(path, 16000)
-    assert error.value.path == path
-    with pytest.raises(helper.InputError, match='file not found'):
-        muse.read_segment_audio(str(tmp_path / 'missing.wav'), 16000)
-
-
 def test_estimated_starts_follow_on_with_a_shared_boundary_frame():
     # 10.25 s = 41 frames, the last shared with the next segment.
     assert muse.estimated_starts([10.25, 5.0, 7.5]) == [0, 10000, 14750]

@@ -281,29 +281,6 @@ def test_bad_model(case, model, tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Audio in memory (what serve.py decodes)
-# --------------------------------------------------------------------------
-def test_decoded_bytes_equal_the_file_read(recording):
-    with open(recording['wav'], 'rb') as handle:
-        data = handle.read()
-    decoded = inference.decode_audio(data, [1000, 16000])
-    for rate in (1000, 16000):
-        np.testing.assert_array_equal(decoded[rate], helper.read_audio(recording['wav'], rate))
-
-
-def test_decoding_refuses_what_is_not_whole_audio(recording):
-    with open(recording['wav'], 'rb') as handle:
-        data = handle.read()
-    for bad, message in ((data[:len(data) // 2], 'truncated WAV'),
-                         (b'no audio here' * 50, 'not audio')):
-        with pytest.raises(helper.InputError) as error:
-            inference.decode_audio(bad, [1000], name='upload')
-        assert str(error.value).startswith('upload: ') and message in str(error.value)
-    with pytest.raises(inference.TooLong):
-        inference.decode_audio(data, [1000], max_seconds=recording['duration'] - 1)
-
-
-# --------------------------------------------------------------------------
 # The export
 # --------------------------------------------------------------------------
 def test_export_layout_and_signature(model, predictor, recording):
