@@ -1,4 +1,5 @@
-# The emotion service (serve.py) by default; the same image trains and evaluates on a CUDA box.
+# The emotion service (serve.py) by default, as an unprivileged user; the same image trains and
+# evaluates on a CUDA box (pass --user "$(id -u)" so its outputs belong to you).
 #   docker build -t semantic-ser .
 #   docker run -p 8000:8000 -v /data/work/exported:/model:ro semantic-ser
 #   docker run -p 8000:8000 -v /data/work:/work:ro semantic-ser \
@@ -24,6 +25,11 @@ RUN grep -v '^tensorflow' requirements.txt > /tmp/requirements-gpu.txt \
 
 COPY . .
 ENV TF_USE_LEGACY_KERAS=1
+# The service faces untrusted callers: it runs as a user who owns nothing,
+# the code read-only to it; mounted work directories need to be readable by it.
+RUN useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ser \
+ && chmod -R a+rX,go-w /app
+USER ser
 EXPOSE 8000
 # An export_model.py directory is mounted at /model: it carries its word vectors.
 # (A checkpoint directory names them relative to itself, e.g. ../embeddings/,

@@ -123,6 +123,8 @@ def frame_word_index(words, n_frames, step_seconds):
     overlap = (np.minimum(ends[word], (frame + 1) * step_seconds)
                - np.maximum(starts[word], frame * step_seconds))
     keep = overlap > 0
+    if not keep.any():     # every word lies outside the frames
+        return best
     word, frame, overlap = word[keep], frame[keep], overlap[keep]
     order = np.lexsort((word, -overlap, frame))
     frame, word = frame[order], word[order]

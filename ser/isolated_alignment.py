@@ -26,13 +26,18 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 
 import numpy as np
 
+import helper
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Far more than aligning --max_audio_seconds of speech takes: only a hung child gets there.
 ANSWER_TIMEOUT_SECONDS = 900
+# How soon a caller's leaving stops its alignment.
+CANCEL_POLL_SECONDS = 0.05
 HELPER_COMMAND = ('import sys; from ser import isolated_alignment; '
                   'isolated_alignment.serve_forever(int(sys.argv[1]))')
 
@@ -76,18 +81,19 @@ class IsolatedAligner:
                 self._start()
             return self._control is not None
 
-    def align_text(self, samples, text, language):
+    def align_text(self, samples, text, language, cancelled=None):
         """ser.alignment.align_text(samples, alignment.SAMPLE_RATE, text,
         language) in a child process: (words, fallbacks), or the
-        AlignmentError it raised."""
+        AlignmentError it raised. Once `cancelled` (an Event) is set, the
+        child is killed and helper.Cancelled raised."""
         try:
-            return self._align_in_child(samples, text, language)
+            return self._align_in_child(samples, text, language, cancelled)
         except AlignmentProcessError:
             # The helper may have died between the look at it and the call
             # (killed, out of memory): once more, with a new one.
             if not self._helper_died():
                 raise
-            return self._align_in_child(samples, text, language)
+            return self._align_in_child(samples, text, language, cancelled)
 
     def _helper_died(self, wait_seconds=2.0):
         try:
@@ -96,7 +102,7 @@ class IsolatedAligner:
             return False
         return True
 
-    def _align_in_child(self, samples, text, language):
+    def _align_in_child(self, samples, text, language, cancelled):
         from ser import alignment
         self.ensure_running()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -110,10 +116,12 @@ class IsolatedAligner:
                 raise AlignmentProcessError('no alignment helper process (%s)' % error) from None
         connection = multiprocessing.connection.Connection(mine.detach())
         try:
-            connection.send((samples, text, language))
             if not connection.poll(ANSWER_TIMEOUT_SECONDS):
-                raise AlignmentProcessError('no alignment within %d s' % ANSWER_TIMEOUT_SECONDS)
-            status, value = connection.recv()
+                raise AlignmentProcessError('no alignment process within %d s'
+                                            % ANSWER_TIMEOUT_SECONDS)
+            child = connection.recv()
+            connection.send((samples, text, language))
+            status, value = _answer_of(connection, child, cancelled)
         except (EOFError, OSError):
             raise AlignmentProcessError('the alignment process died before answering') from None
         finally:
@@ -144,18 +152,41 @@ class IsolatedAligner:
         self.close()
 
 
+def _answer_of(connection, child, cancelled):
+    """The child's reply, waited for in short steps so that a caller who
+    left (`cancelled` set) has its child killed at once."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
+    while not connection.poll(CANCEL_POLL_SECONDS):
+        if cancelled is not None and cancelled.is_set():
+            _kill(child)
+            raise helper.Cancelled('alignment stopped: the caller left')
+        if time.monotonic() > deadline:
+            _kill(child)
+            raise AlignmentProcessError('no alignment within %d s' % ANSWER_TIMEOUT_SECONDS)
+    return connection.recv()
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass    # it has just finished
+
+
 # --------------------------------------------------------------------------
 # The helper process
 # --------------------------------------------------------------------------
 def serve_forever(control_fd):
     """Fork a child per channel received on `control_fd`; return when the
     service closes it."""
-    from ser import alignment
-    # The recording's side of an alignment once, so that every fork inherits
-    # its first-call costs paid; espeak stays untouched. Then the heap is
-    # frozen: the garbage collector of a fork leaves the inherited pages shared.
+    from ser import alignment, phonetic_alignment
+    # The recording's side of an aeneas alignment once, and the phonetic
+    # aligner's model loaded and run once, so that every fork inherits their
+    # first-call costs paid; espeak stays untouched. Then the heap is frozen:
+    # the garbage collector of a fork leaves the inherited pages shared.
     noise = np.random.default_rng(0).standard_normal(alignment.SAMPLE_RATE).astype(np.float32)
     alignment.recording_mfcc(noise, alignment.aeneas_configuration())
+    phonetic_alignment.warm_up()
     gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the service's to handle
     control = socket.socket(fileno=control_fd)
@@ -196,6 +227,7 @@ def _answer(fd):
     from ser import alignment
     connection = multiprocessing.connection.Connection(fd)
     try:
+        connection.send(os.getpid())    # the service kills this process when its caller leaves
         samples, text, language = connection.recv()
         try:
             reply = ('ok', alignment.align_text(samples, alignment.SAMPLE_RATE, text, language))

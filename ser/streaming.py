@@ -28,23 +28,74 @@ PCM_SCALE = 32768.0
 # Frames run at most at once: a client that sends minutes of audio in one
 # message is served in bounded memory.
 MAX_RUN_FRAMES = 240
+# What speech holds (fast speech is 5-6 words and about 20 letters a second;
+# the longest English words have about 45 letters): text beyond it can only
+# be a wrong transcript, and would cost minutes of alignment. The second of
+# slack lets a one-word utterance be shorter than its word.
+MAX_WORDS_PER_SECOND = 10
+MAX_LETTERS_PER_SECOND = 40
+MAX_WORD_LETTERS = 50
+SLACK_SECONDS = 1.0
+# Words may end this much past the audio (rounding of their times).
+END_TOLERANCE_SECONDS = 0.05
+# The latest a stream's "until" may name: beyond it, no stream lasts.
+MAX_UNTIL_SECONDS = 1e6
 
 
 class StreamError(ValueError):
-    """Input a stream cannot take (a bad message or order)."""
+    """Input a stream cannot take (a bad message or order); also what is
+    wrong with words a caller sent (timed_words, check_speakable)."""
+
+
+def check_text(text, name):
+    """StreamError when `text` cannot be written as UTF-8 (JSON's \\ud800
+    escapes make lone surrogates, which no text file or library takes)."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as error:
+        raise StreamError('%s is not text: character %d is half of a UTF-16 pair'
+                          % (name, error.start + 1)) from None
+
+
+def check_speakable(words, seconds):
+    """StreamError when the words (normalised, as strings) are more than
+    `seconds` of speech holds: too many, too many letters, or one too long."""
+    allowed = seconds + SLACK_SECONDS
+    letters = sum(len(word) for word in words)
+    longest = max(words, key=len, default='')
+    if len(words) > MAX_WORDS_PER_SECOND * allowed:
+        raise StreamError('%d words, more than can be spoken in %.2f s of audio'
+                          % (len(words), seconds))
+    if letters > MAX_LETTERS_PER_SECOND * allowed:
+        raise StreamError('%d letters of words, more than can be spoken in %.2f s of audio'
+                          % (letters, seconds))
+    if len(longest) > MAX_WORD_LETTERS:
+        raise StreamError('a word of %d letters (%r...): no spoken word is longer than %d'
+                          % (len(longest), longest[:20], MAX_WORD_LETTERS))
+
+
+def check_words_inside(words, seconds):
+    """StreamError for a word that starts after the audio ends, or ends past it."""
+    for start, end, word in words:
+        if start >= seconds or end > seconds + END_TOLERANCE_SECONDS:
+            raise StreamError('the word %r at %.3f-%.3f s is not inside the audio (%.3f s)'
+                              % (word, start, end, seconds))
 
 
 class Stream:
     """One utterance: its audio at the model's rate, the words heard so far,
     the LSTM state and the predictions made."""
 
-    def __init__(self, predictor, sample_rate, channels=1, with_words=False):
+    def __init__(self, predictor, sample_rate, channels=1, with_words=False, max_seconds=None):
         if not predictor.carries_state:
             raise StreamError('the model was exported before chunked inference: it cannot '
                               'stream (export it again)')
         self.predictor = predictor
         self.channels = channels
         self.with_words = with_words
+        # Audio past this many samples at the model's rate is not taken.
+        self.max_samples = None if max_seconds is None else int(max_seconds *
+                                                                predictor.sample_rate)
         self._resampler = None
         if sample_rate != predictor.sample_rate:
             import soxr
@@ -65,8 +116,14 @@ class Stream:
     # ----------------------------------------------------------------------
     # Input
     # ----------------------------------------------------------------------
+    @property
+    def full(self):
+        """The stream holds max_seconds of audio: it takes no more."""
+        return self.max_samples is not None and self.received >= self.max_samples
+
     def add_audio(self, data):
-        """16-bit little-endian PCM bytes, channels interleaved."""
+        """16-bit little-endian PCM bytes, channels interleaved; past
+        max_seconds, the rest is dropped (see `full`)."""
         if self.finished:
             raise StreamError('audio after the end of the stream')
         data = self._partial + data
@@ -78,6 +135,8 @@ class Stream:
     def _append(self, samples, last=False):
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples, last=last)
+        if self.max_samples is not None:
+            samples = samples[:max(0, self.max_samples - self.received)]
         self._audio = np.concatenate([self._audio, samples.astype(np.float32)])
         self.received += len(samples)
 
@@ -89,6 +148,11 @@ class Stream:
         starts before it."""
         if self.finished:
             raise StreamError('words after the end of the stream')
+        # Words may come before their audio: until the end, they are held to
+        # what the longest stream holds, then to the audio's duration.
+        if self.max_samples is not None:
+            check_speakable([word for _, _, word in self.words + words],
+                            self.max_samples / self.predictor.sample_rate)
         latest = self.words[-1][0] if self.words else 0.0
         for start, _, word in words:
             if start < latest:
@@ -133,6 +197,8 @@ class Stream:
         if self._resampler is not None:
             self._append(np.zeros(0, dtype=np.float32), last=True)
         self.finished = True
+        check_speakable([word for _, _, word in self.words], self.duration)
+        check_words_inside(self.words, self.duration)
         frames = []
         total = max(1, -(-self.received // self.predictor.frame_samples))
         while self.frames_done < total:
@@ -210,24 +276,44 @@ class Stream:
         return emotion.summary(np.array(self.predictions), self.predictor.step_ms, self.duration)
 
 
-def timed_words(rows, name):
+def timed_words(rows, name, max_words=None):
     """[(start, end, word)] of [{word, start, end}] (seconds), normalised as the
     training text was (ser.inference.normalise_word_timings); StreamError
-    naming `name` for a malformed one."""
+    naming `name` for a malformed one: not text, times that are not finite
+    numbers, negative, or of no length; more than `max_words` entries."""
     from ser import inference
-    parsed = []
     if not isinstance(rows, list):
         raise StreamError('%s must be a list of {"word", "start", "end"}' % name)
+    if max_words is not None and len(rows) > max_words:
+        raise StreamError('%s has %d entries, more than the %d accepted'
+                          % (name, len(rows), max_words))
+    parsed = []
     for index, row in enumerate(rows):
-        try:
-            word, start, end = row['word'], float(row['start']), float(row['end'])
-        except (TypeError, KeyError, ValueError):
-            raise StreamError('%s[%d] must be {"word": text, "start": seconds, "end": seconds}'
-                              % (name, index)) from None
-        if not isinstance(word, str) or not np.isfinite([start, end]).all():
-            raise StreamError('%s[%d]: the word must be text, the times numbers' % (name, index))
-        parsed.append((start, end, word))
+        where = '%s[%d]' % (name, index)
+        if not isinstance(row, dict) or not isinstance(row.get('word'), str) \
+                or 'start' not in row or 'end' not in row:
+            raise StreamError('%s must be {"word": text, "start": seconds, "end": seconds}'
+                              % where)
+        check_text(row['word'], where)
+        start, end = (time_in_seconds(row.get(key), '%s "%s"' % (where, key)) for key in ('start', 'end'))
+        if end <= start:
+            raise StreamError('%s: %r ends at %s s, not after its start at %s s'
+                              % (where, row['word'], end, start))
+        parsed.append((start, end, row['word']))
     try:
         return inference.normalise_word_timings(enumerate(parsed), name)
     except helper.InputError as error:
         raise StreamError(error.problem) from None
+
+
+def time_in_seconds(value, name):
+    """A finite, non-negative time in seconds, or StreamError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StreamError('%s must be a number of seconds' % name)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = float('inf')
+    if not 0 <= seconds <= MAX_UNTIL_SECONDS:
+        raise StreamError('%s must be a time from 0 to %g s' % (name, MAX_UNTIL_SECONDS))
+    return seconds

@@ -20,6 +20,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import aeneas
 import numpy as np
@@ -30,7 +32,7 @@ from websockets.sync.client import connect
 
 import helper
 from model_fixtures import PYTHON, REPO, run_script, write_random_checkpoint
-from ser import alignment, emotion, export, isolated_alignment
+from ser import alignment, audio, emotion, export, isolated_alignment
 
 # Every test here starts or talks to a server process: the slow tier.
 pytestmark = pytest.mark.slow
@@ -39,6 +41,9 @@ MAX_REQUEST_MB = 1
 MAX_AUDIO_SECONDS = 60
 STREAM_IDLE_SECONDS = 3
 MAX_STREAMS = 2
+# The request head within a third of it, the body within it.
+CLIENT_TIMEOUT_SECONDS = 6
+MAX_CONNECTIONS = 24
 START_TIMEOUT_SECONDS = 120
 SENTENCES = [
     'the engine is quiet and the seat is great',
@@ -93,13 +98,15 @@ class Server:
         raise AssertionError('serve.py not ready after %d s:\n%s'
                              % (START_TIMEOUT_SECONDS, self.log()))
 
-    def request(self, method, path, body=None, headers=None):
-        """(status, parsed JSON body, headers) of one HTTP request."""
+    def request(self, method, path, body=None, headers=None, raw=False):
+        """(status, parsed JSON body (raw: the bytes), headers) of one HTTP request."""
         connection = http.client.HTTPConnection('127.0.0.1', self.port, timeout=120)
         try:
             connection.request(method, path, body=body, headers=headers or {})
             response = connection.getresponse()
-            return response.status, json.loads(response.read()), dict(response.getheaders())
+            content = response.read()
+            return (response.status, content if raw else json.loads(content),
+                    dict(response.getheaders()))
         finally:
             connection.close()
 
@@ -131,7 +138,8 @@ def server(checkpoint, tmp_path_factory):
     running = Server(tmp_path_factory.mktemp('serve'), '--checkpoint', checkpoint,
                      '--max_request_mb', MAX_REQUEST_MB, '--max_audio_seconds',
                      MAX_AUDIO_SECONDS, '--stream_idle_seconds', STREAM_IDLE_SECONDS,
-                     '--max_streams', MAX_STREAMS)
+                     '--max_streams', MAX_STREAMS, '--client_timeout_seconds',
+                     CLIENT_TIMEOUT_SECONDS, '--max_connections', MAX_CONNECTIONS)
     yield running
     if running.process.poll() is None:
         running.stop()
@@ -332,7 +340,10 @@ BAD_REQUESTS = {
     'audio_not_a_string': (lambda s: {'audio': 12}, 400, 'must be a base64 string'),
     'invalid_base64': (lambda s: {'audio': 'UklGR*not base64*'}, 400, 'not valid base64'),
     'not_audio': (lambda s: {'audio': encoded(b'this is plain text, not a sound' * 20)}, 400,
-                  'not audio'),
+                  'not an audio format this service accepts'),
+    'playlist_naming_a_file': (lambda s: {'audio': encoded(b'#EXTM3U\n#EXTINF:1,\n%s\n'
+                                                           % REPO.encode() + b'/README.md')},
+                               400, 'not an audio format this service accepts'),
     'truncated_wav': (_truncated_wav, 400, 'truncated WAV'),
     'header_only_wav': (lambda s: {'audio': encoded(s[SENTENCES[0]][:44])}, 400,
                         'truncated WAV'),
@@ -349,7 +360,7 @@ BAD_REQUESTS = {
                                       'transcript': 'hello'}, 400, 'too short to align'),
     'transcript_longer_than_speech': (lambda s: {'audio': encoded(s[SENTENCES[0]]),
                                                  'transcript': 'great ' * 200}, 400,
-                                      'the transcript has 200 words, more than can be spoken'),
+                                      '200 words, more than can be spoken in'),
     'body_too_large': (lambda s: {'audio': 'A' * (MAX_REQUEST_MB << 20)}, 413,
                        'over the limit of %d bytes' % (MAX_REQUEST_MB << 20)),
     'audio_too_long': (_long_audio, 413, 'more than the 60 s accepted'),
@@ -363,6 +374,7 @@ def test_bad_request(case, server, speech):
     assert status == expected_status, answer
     assert answer['status'] == 'error'
     assert message in answer['error']
+    assert answer['text'] == answer['error']    # the voicebot shows `text`
     assert server.request('GET', '/health')[0] == 200
 
 
@@ -380,6 +392,100 @@ def test_body_too_large_without_content_length(server):
         assert 'over the limit of %d bytes' % (MAX_REQUEST_MB << 20) in answer['error']
     finally:
         connection.close()
+    assert server.request('GET', '/health')[0] == 200
+
+
+def test_an_oversized_body_is_a_413_that_a_client_sending_it_all_reads(server):
+    """urllib (like node-fetch, which the voicebot uses) sends the whole
+    body before it reads the answer."""
+    body = json.dumps({'audio': 'A' * (3 * MAX_REQUEST_MB << 20)}).encode()
+    request = urllib.request.Request('http://127.0.0.1:%d/emotion-recognition' % server.port,
+                                     data=body, headers={'Content-Type': 'application/json'})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
+    answer = json.loads(refused.value.read())
+    assert 'over the limit of %d bytes' % (MAX_REQUEST_MB << 20) in answer['text']
+
+
+# --------------------------------------------------------------------------
+# Connections and callers that leave
+# --------------------------------------------------------------------------
+def test_connections_without_a_whole_request_are_closed(server):
+    """Nothing sent, half a request head, or a body that stops: each
+    connection is closed (the body with 408) within the client timeout."""
+    silent = [socket.create_connection(('127.0.0.1', server.port)) for _ in range(10)]
+    half = [socket.create_connection(('127.0.0.1', server.port)) for _ in range(10)]
+    for connection in half:
+        connection.sendall(b'POST /emotion-recognition HTTP/1.1\r\nHost: x\r\nContent-')
+    stalled = socket.create_connection(('127.0.0.1', server.port))
+    stalled.sendall(b'POST /emotion-recognition HTTP/1.1\r\nHost: x\r\n'
+                    b'Content-Length: 1000\r\n\r\n{"audio": "')
+    started = time.monotonic()
+    try:
+        for connection in silent + half:
+            connection.settimeout(CLIENT_TIMEOUT_SECONDS)
+            assert connection.recv(1) == b''
+        assert time.monotonic() - started < CLIENT_TIMEOUT_SECONDS / 3 + 3
+        stalled.settimeout(CLIENT_TIMEOUT_SECONDS + 10)
+        assert stalled.recv(200).startswith(b'HTTP/1.1 408 ')
+    finally:
+        for connection in silent + half + [stalled]:
+            connection.close()
+    assert server.request('GET', '/health')[0] == 200
+
+
+def test_connections_past_the_limit_get_503(server):
+    held = [socket.create_connection(('127.0.0.1', server.port)) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)
+        connection = http.client.HTTPConnection('127.0.0.1', server.port, timeout=30)
+        connection.request('GET', '/health')
+        assert connection.getresponse().status == 503
+        connection.close()
+    finally:
+        for connection in held:
+            connection.close()
+    deadline = time.monotonic() + 10
+    while server.request('GET', '/health')[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_a_request_whose_client_leaves_stops(server, speech):
+    """The client sends a long utterance to align and leaves: its alignment
+    process is killed, the request logged and counted as cancelled."""
+    import soxr
+    sentences = SENTENCES * 2                  # 45 s, under the 60 s limit
+    samples = np.concatenate([soundfile.read(io.BytesIO(speech[s]), dtype='float32')[0]
+                              for s in sentences])
+    rate = soundfile.info(io.BytesIO(speech[SENTENCES[0]])).samplerate
+    # 8 kHz 8-bit: 45 s under the 1 MiB body limit.
+    small = wav_bytes(soxr.resample(samples, rate, 8000), 8000, 'PCM_U8')
+    body = json.dumps({'audio': encoded(small),
+                       'transcript': ' '.join(sentences)}).encode()
+    helper_pid = children(server.process.pid)[0]
+    leaving = socket.create_connection(('127.0.0.1', server.port))
+    leaving.sendall(b'POST /emotion-recognition HTTP/1.1\r\nHost: x\r\nContent-Type: '
+                    b'application/json\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
+    deadline = time.monotonic() + 60
+    while not running_children(helper_pid):       # the alignment has started
+        assert time.monotonic() < deadline, 'no alignment process'
+        time.sleep(0.01)
+    aligning = running_children(helper_pid)
+    leaving.close()
+    deadline = time.monotonic() + 10
+    while any(os.path.exists('/proc/%s' % pid) and not _is_zombie(pid) for pid in aligning):
+        assert time.monotonic() < deadline, 'the alignment went on'
+        time.sleep(0.02)
+    deadline = time.monotonic() + 10
+    while not re.search(r'request \d+: - audio, \d+ ms, 499 cancelled: alignment stopped',
+                        server.log()):
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        time.sleep(0.05)
+    status, metrics, _ = server.request('GET', '/metrics', raw=True)
+    assert status == 200
+    assert re.search(r'^ser_requests_cancelled_total 1\.0$', metrics.decode(), re.M)
     assert server.request('GET', '/health')[0] == 200
 
 
@@ -422,6 +528,10 @@ def children(pid):
                           text=True).stdout.split()
 
 
+def running_children(pid):
+    return [child for child in children(pid) if not _is_zombie(child)]
+
+
 def test_the_service_timeline_equals_predicts(server, speech, checkpoint, tmp_path):
     sentence = SENTENCES[2]
     audio = tmp_path / 'utterance.wav'
@@ -446,11 +556,11 @@ def test_the_service_timeline_equals_predicts(server, speech, checkpoint, tmp_pa
 REPEATED_ALIGNMENT = '''
 import concurrent.futures, json, sys
 sys.path.insert(0, sys.argv[1])
-import helper
-from ser import alignment
-samples = helper.read_audio(sys.argv[2], alignment.SAMPLE_RATE)
+from ser import alignment, audio
+samples = audio.read_file(sys.argv[2], alignment.SAMPLE_RATE)
 def align(_):
-    return alignment.align_text(samples, alignment.SAMPLE_RATE, sys.argv[3])[0]
+    return alignment.align_plain(samples, alignment.SAMPLE_RATE, sys.argv[3],
+                                 aligner=sys.argv[6] or None).words
 runs, mode = int(sys.argv[4]), sys.argv[5]
 if mode == 'threads':
     with concurrent.futures.ThreadPoolExecutor(runs) as pool:
@@ -460,11 +570,13 @@ else:
 '''
 
 
-def aligned_in_a_new_process(audio, sentence, runs, mode='serial'):
+def aligned_in_a_new_process(audio, sentence, runs, mode='serial', aligner=''):
     """The word lists of `runs` alignments of the sentence in one new process,
-    one after the other or from as many threads at once."""
+    one after the other or from as many threads at once, by `aligner`
+    (default: the language's, as the service aligns)."""
     result = subprocess.run([PYTHON, '-c', REPEATED_ALIGNMENT, REPO, str(audio), sentence,
-                             str(runs), mode], capture_output=True, text=True, timeout=120)
+                             str(runs), mode, aligner], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     return [[tuple(word) for word in words] for words in json.loads(result.stdout)]
 
@@ -478,7 +590,7 @@ def test_espeak_in_process_threads_survive_but_answers_drift(speech, tmp_path):
     audio = tmp_path / 'utterance.wav'
     audio.write_bytes(speech[SENTENCES[0]])
     for mode in ('serial', 'threads'):
-        answers = aligned_in_a_new_process(audio, SENTENCES[0], 8, mode)
+        answers = aligned_in_a_new_process(audio, SENTENCES[0], 8, mode, alignment.AENEAS)
         assert all([word for _, _, word in words] == SENTENCES[0].split() for words in answers)
         assert len(set(map(tuple, answers))) > 1, mode
 
@@ -488,7 +600,7 @@ def test_isolated_alignment_is_that_of_a_fresh_process(speech, tmp_path):
     for sentence in SENTENCES[:4]:
         path = tmp_path / 'utterance.wav'
         path.write_bytes(speech[sentence])
-        samples[sentence] = helper.read_audio(str(path), alignment.SAMPLE_RATE)
+        samples[sentence] = audio.read_file(str(path), alignment.SAMPLE_RATE)
     fresh = {}
     for sentence in SENTENCES[:2]:
         path = tmp_path / 'fresh.wav'

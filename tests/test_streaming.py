@@ -126,8 +126,10 @@ def test_words_out_of_order_are_refused(predictor, words, message):
 @pytest.mark.parametrize('rows, message', [
     ('engine', 'must be a list'),
     ([{'word': 'engine', 'start': 1.0}], r'"words"\[0\] must be'),
-    ([{'word': 5, 'start': 1.0, 'end': 2.0}], 'the word must be text'),
-    ([{'word': 'engine', 'start': 2.0, 'end': 1.0}], 'end must not precede start'),
+    ([{'word': 5, 'start': 1.0, 'end': 2.0}], r'"words"\[0\] must be \{"word": text'),
+    ([{'word': 'engine', 'start': 2.0, 'end': 1.0}], 'ends at 1.0 s, not after its start'),
+    ([{'word': 'engine', 'start': 1.0, 'end': 1.0}], 'ends at 1.0 s, not after its start'),
+    ([{'word': 'engine', 'start': '1', 'end': 2.0}], r'"start" must be a number of seconds'),
 ])
 def test_malformed_words(rows, message):
     with pytest.raises(streaming.StreamError, match=message):

@@ -1,0 +1,71 @@
+"""The service's HTTP server (uvicorn), with its connections bounded.
+
+uvicorn closes a keep-alive connection left idle after an answer, refuses
+requests (503) past `limit_concurrency` connections or tasks, caps a
+request head at h11's incomplete-event size and a WebSocket message at
+`ws_max_size`; but a connection that never sends a complete request head
+(nothing at all, or half a head) stays open for ever. HeadTimeoutProtocol
+closes it once `head_timeout` seconds pass without a complete head; the
+body's own deadline is the application's (ser.service.read_body).
+"""
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+# Seconds an idle keep-alive connection stays open after an answer.
+KEEP_ALIVE_SECONDS = 5
+# Largest WebSocket message: a second of 16-bit PCM at 384 kHz x 1 fits
+# with room to spare, and no words message needs more.
+WS_MAX_MESSAGE_BYTES = 1 << 20
+
+
+class HeadTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections that do not send a
+    complete request head within `head_timeout` seconds of opening or of
+    their last answer."""
+
+    head_timeout = 10.0
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def on_response_complete(self):
+        super().on_response_complete()
+        self._arm_head_timer()
+
+    def handle_websocket_upgrade(self, event):
+        self._disarm_head_timer()   # the WebSocket protocol owns the transport now
+        super().handle_websocket_upgrade(event)
+
+    def connection_lost(self, exc):
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self):
+        self._disarm_head_timer()
+        if not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(self.head_timeout, self._head_overdue)
+
+    def _disarm_head_timer(self):
+        timer = getattr(self, '_head_timer', None)
+        if timer is not None:
+            timer.cancel()
+            self._head_timer = None
+
+    def _head_overdue(self):
+        self._head_timer = None
+        waiting_for_head = self.cycle is None or self.cycle.response_complete
+        if waiting_for_head and not self.transport.is_closing():
+            self.transport.close()
+
+
+def server(app, host, port, head_timeout, max_connections, graceful_shutdown_seconds):
+    """A uvicorn.Server for `app` with the bounds above."""
+    protocol = type('HeadTimeoutProtocol', (HeadTimeoutProtocol,),
+                    {'head_timeout': head_timeout})
+    return uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, http=protocol, ws='websockets-sansio',
+        ws_max_size=WS_MAX_MESSAGE_BYTES, limit_concurrency=max_connections,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS, log_config=None, access_log=False,
+        lifespan='off', timeout_graceful_shutdown=graceful_shutdown_seconds))
