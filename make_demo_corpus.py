@@ -7,8 +7,10 @@ per segment, sentence levels, the test videos' labels) goes to --truth_dir.
 Videos have 2 to 4 segments; the word transcripts are in ms of video time
 with every onset and offset off by up to +-50 ms, like a recogniser's; the
 last segment of the first train video has no transcript; the test videos have
-no label files; Mac litter (.DS_Store, ._*) lies in a few folders. Same seed,
-same bytes. See ser/demo_corpus.py for the design.
+no label files (with --late_unlabelled their first segment is left out, so
+they start late in the video; --label_aligned_features writes the feature
+files that place them); Mac litter (.DS_Store, ._*) lies in a few folders.
+Same seed, same bytes. See ser/demo_corpus.py for the design.
 
     .venv/bin/python make_demo_corpus.py --output_dir demo/MuSe-CaR --truth_dir demo/truth
 """
@@ -37,6 +39,13 @@ flags.DEFINE_float('seconds_per_video', 60.0, 'Length of every video in seconds.
                    lower_bound=5.0)
 flags.DEFINE_integer('seed', 0, 'Seed of every random choice; same seed, same bytes.',
                      lower_bound=0)
+flags.DEFINE_bool('late_unlabelled', False,
+                  'Leave out the first topic segment of every test (unlabelled) video, so that '
+                  'its segments start late in the video, as MuSe-CaR\'s may.')
+flags.DEFINE_bool('label_aligned_features', False,
+                  'Write a label-aligned feature file per video '
+                  '(c1_muse_wild/feature_segments/label_aligned/loudness/<Id>.csv, columns '
+                  'timestamp,segment_id,loudness_db), which places unlabelled videos\' segments.')
 
 # ---- Run flags ----
 helper.define_flags('workers', 'verbose')
@@ -47,7 +56,8 @@ def main(argv):
     try:
         summary = demo_corpus.generate_corpus(FLAGS.output_dir, FLAGS.truth_dir, FLAGS.videos,
                                               FLAGS.seconds_per_video, FLAGS.seed, FLAGS.workers,
-                                              FLAGS.overwrite)
+                                              FLAGS.overwrite, FLAGS.late_unlabelled,
+                                              FLAGS.label_aligned_features)
     except ValueError as error:  # folders that must not be replaced, impossible settings
         logging.error('%s', error)
         return 1

@@ -43,6 +43,10 @@ Layout written (video ids "1", "2", ... "N", not zero-padded, like MuSe-CaR's):
   <output_dir>/c1_muse_wild/label_segments/{arousal,valence}/<Id>.csv
                                                         timestamp,value,segment_id (ms, video time);
                                                         none for the test videos (withheld)
+  <output_dir>/c1_muse_wild/feature_segments/label_aligned/loudness/<Id>.csv
+                                                        timestamp,segment_id,loudness_db, one row
+                                                        per label row, every video (with
+                                                        label_aligned_features)
   <output_dir>/.demo_corpus.json                        hidden marker: settings and summary
   plus Mac litter (.DS_Store, ._<name>) in a few folders, which the pipeline must ignore.
   <truth_dir>/word_timings/<Id>/<Id>_<seg>.csv          start,end,word (seconds from the start of
@@ -55,8 +59,11 @@ Layout written (video ids "1", "2", ... "N", not zero-padded, like MuSe-CaR's):
 
 Partition: half the videos train, about one in eight test (audio and
 transcripts, no labels), the rest devel (16 -> 8 / 6 / 2), given to the ids at
-random by the seed. Each video has its own voice (16 espeak voices) and one of
-three audio formats in turn. The segment without a transcript is the last
+random by the seed. With late_unlabelled, a test video's first topic segment
+is left out (no audio, transcript or labels, as a video's intro outside every
+segment), so its segments start late in the video, numbered from 2. Each
+video has its own voice (16 espeak voices) and one of three audio formats in
+turn. The segment without a transcript is the last
 segment of the first train video (by id).
 
 The corpus is built in hidden staging folders beside the targets and swapped in
@@ -163,6 +170,7 @@ MIN_SEGMENT_SECONDS = 3.0    # no topic segment is shorter
 NOISE_RMS = (0.0015, 0.004)  # background noise, per recording
 RUMBLE_HZ = 150.0            # cut-off of the cabin rumble part of the noise
 CORPUS_VERSION = 4
+FEATURE_NAME = 'loudness'    # the label-aligned feature the corpus writes
 TASK_DIR = helper.DEFAULT_TASK_DIR
 MARKER = '.demo_corpus.json'
 # Bytes a Mac leaves behind: a .DS_Store header and an AppleDouble header.
@@ -479,14 +487,19 @@ def make_recording(job):
     step = helper.LABEL_STEP_MS
     # Each segment: [first label timestamp, last label timestamp + one step) of the video, in ms.
     spans = [(first * step, (last + 1) * step) for first, last in zip(bounds[:-1], bounds[1:])]
-    write_labels(rng, job, sentences, bounds)
+    numbered = list(enumerate(spans, start=1))
+    if job['late_start'] and len(numbered) > 1:
+        numbered = numbered[1:]
+    write_labels(rng, job, sentences, bounds, numbered[0][0])
     rate, channels = job['format']
     audio = render_audio(rng, speech, rate, channels)
     layout = helper.MuseLayout(job['corpus_dir'], TASK_DIR)
+    if job['features']:
+        write_features(layout, video_id, audio, rate, bounds, numbered[0][0])
     jitter = np.random.default_rng([job['seed'], job['index'], 4])
     tokens = [span for sentence in sentences for span in sentence['token_spans']]
     words = [word for sentence in sentences for word in sentence['words']]
-    for number, (start_ms, end_ms) in enumerate(spans, start=1):
+    for number, (start_ms, end_ms) in numbered:
         name = helper.segment_name(video_id, number)
         # Whole samples from the first at or after the timestamp (22.05 kHz has no sample
         # on every ms).
@@ -506,7 +519,7 @@ def make_recording(job):
     return {'id': video_id, 'voice': job['voice'], 'sample_rate': rate, 'channels': channels,
             'seconds': seconds, 'sentences': len(sentences), 'words': len(words),
             'segments': [(helper.segment_name(video_id, number), start, end)
-                         for number, (start, end) in enumerate(spans, start=1)]}
+                         for number, (start, end) in numbered]}
 
 
 
@@ -528,9 +541,9 @@ def transcript_rows(rng, tokens, segment):
     return rows
 
 
-def write_labels(rng, job, sentences, bounds):
-    """Both dimensions' label segments; a test video's go to the truth folder
-    instead, as MuSe withholds them."""
+def write_labels(rng, job, sentences, bounds, first_segment):
+    """Both dimensions' label segments from `first_segment` on; a test
+    video's go to the truth folder instead, as MuSe withholds them."""
     seconds = job['seconds']
     for dimension in helper.DIMENSIONS:
         times, trace = annotation_trace(rng, sentences, seconds, dimension)
@@ -539,7 +552,24 @@ def write_labels(rng, job, sentences, bounds):
         else:
             path = os.path.join(job['truth_dir'], 'withheld_labels', dimension, job['id'] + '.csv')
         helper.write_csv(path, ('timestamp', 'value', 'segment_id'),
-                         [(t, '%.4f' % v, k) for t, v, k in label_rows(times, trace, bounds)])
+                         [(t, '%.4f' % v, k) for t, v, k in label_rows(times, trace, bounds)
+                          if k >= first_segment])
+
+
+def write_features(layout, video_id, audio, rate, bounds, first_segment):
+    """A label-aligned feature file: per label row from `first_segment` on,
+    the loudness (dB) of the audio in its frame [t, t + 250 ms)."""
+    step = helper.LABEL_STEP_MS
+    mono = audio.astype(np.float64).mean(axis=1) / 32767.0
+    rows = []
+    for segment_id, (first, last) in enumerate(zip(bounds[:-1], bounds[1:]), start=1):
+        for index in range(first, last + 1) if segment_id >= first_segment else ():
+            frame = mono[index * step * rate // 1000:(index + 1) * step * rate // 1000]
+            power = float(np.mean(frame ** 2)) if frame.size else 0.0
+            rows.append((index * step, segment_id, '%.2f' % (10.0 * math.log10(power + 1e-10))))
+    helper.write_csv(os.path.join(layout.task_path, 'feature_segments', 'label_aligned',
+                                  FEATURE_NAME, video_id + '.csv'),
+                     ('timestamp', 'segment_id', 'loudness_db'), rows)
 
 
 def write_sentences(job, sentences):
@@ -564,10 +594,11 @@ def partition_sizes(videos):
     return train, rest - test, test
 
 
-def plan_corpus(videos, seconds_per_video, seed):
+def plan_corpus(videos, seconds_per_video, seed, late_unlabelled=False, features=False):
     """One job per video: id, partition, voice, audio format and number of
     segments, all from the seed. The first train video (by id) loses its last
-    segment's transcript."""
+    segment's transcript; with late_unlabelled, a test video its first
+    segment; with features, every video gets a label-aligned feature file."""
     rng = np.random.default_rng([seed, 0])
     train, devel, test = partition_sizes(videos)
     proposals = rng.permutation(['train'] * train + ['devel'] * devel + ['test'] * test)
@@ -579,7 +610,9 @@ def plan_corpus(videos, seconds_per_video, seed):
              'labelled': bool(proposals[index] != 'test'),
              'voice': str(voices[index % len(voices)]),
              'format': AUDIO_FORMATS[(index + seed) % len(AUDIO_FORMATS)],
-             'segments': int(segments[index]), 'drop_last_transcript': index == first_train}
+             'segments': int(segments[index]), 'drop_last_transcript': index == first_train,
+             'late_start': bool(late_unlabelled and proposals[index] == 'test'),
+             'features': bool(features)}
             for index in range(videos)]
 
 
@@ -599,9 +632,12 @@ def drop_mac_litter(corpus_dir, first_id):
             handle.write(content)
 
 
-def _marker_settings(videos, seconds_per_video, seed):
-    return {'generator': 'make_demo_corpus.py', 'version': CORPUS_VERSION, 'videos': int(videos),
-            'seconds_per_video': float(seconds_per_video), 'seed': int(seed)}
+def _marker_settings(videos, seconds_per_video, seed, options):
+    """The settings a corpus is made from; options only when set, so a corpus
+    made before they existed is still recognised."""
+    return dict({'generator': 'make_demo_corpus.py', 'version': CORPUS_VERSION,
+                 'videos': int(videos), 'seconds_per_video': float(seconds_per_video),
+                 'seed': int(seed)}, **{key: True for key, value in options.items() if value})
 
 
 def _read_marker(directory):
@@ -645,8 +681,10 @@ def _install(staging, directory):
 
 
 def generate_corpus(output_dir, truth_dir, videos, seconds_per_video, seed, workers=1,
-                    overwrite=False):
-    """Write the demo corpus and its truth. Returns a summary dict: videos,
+                    overwrite=False, late_unlabelled=False, label_aligned_features=False):
+    """Write the demo corpus and its truth (late_unlabelled and
+    label_aligned_features as plan_corpus's late_unlabelled and features say).
+    Returns a summary dict: videos,
     seconds, segments, sentences, words, no_transcript (segment names),
     partition counts, wall_seconds and skipped
     (True when a complete corpus with these settings was already there)."""
@@ -657,7 +695,8 @@ def generate_corpus(output_dir, truth_dir, videos, seconds_per_video, seed, work
     corpus_abs, truth_abs = os.path.abspath(output_dir), os.path.abspath(truth_dir)
     if os.path.commonpath([corpus_abs, truth_abs]) in (corpus_abs, truth_abs):
         raise ValueError('output_dir and truth_dir must not contain one another')
-    settings = _marker_settings(videos, seconds_per_video, seed)
+    options = {'late_unlabelled': late_unlabelled, 'label_aligned_features': label_aligned_features}
+    settings = _marker_settings(videos, seconds_per_video, seed, options)
     markers = [_read_marker(d) for d in (output_dir, truth_dir)]
     if not overwrite and all(m is not None and m.get('settings') == settings for m in markers):
         logging.info('%s already holds this corpus (seed %d); nothing to do (--overwrite to redo)',
@@ -667,7 +706,8 @@ def generate_corpus(output_dir, truth_dir, videos, seconds_per_video, seed, work
     _check_replaceable(truth_dir)
     corpus_stage, truth_stage = _staging_dir(output_dir), _staging_dir(truth_dir)
     try:
-        summary = _write_corpus(plan_corpus(videos, seconds_per_video, seed),
+        summary = _write_corpus(plan_corpus(videos, seconds_per_video, seed, late_unlabelled,
+                                            label_aligned_features),
                                 corpus_stage, truth_stage, workers)
         for stage in (corpus_stage, truth_stage):
             helper.write_json(os.path.join(stage, MARKER),

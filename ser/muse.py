@@ -5,7 +5,10 @@ start,end,segment_id,word: one row per token (MuSe's tokens: capitals,
 punctuation, <filler>), times in integer ms. Label segments,
 label_segments/<dimension>/<Id>.csv, header timestamp,value,segment_id: ms of
 video time every 250 ms; a segment's last timestamp is repeated as the next
-segment's first row, so that row belongs to both segments.
+segment's first row, so that row belongs to both segments. Label-aligned
+features, feature_segments/label_aligned/<feature>/<Id>.csv, whose first two
+columns are timestamp,segment_id, one row per label step: every video has
+them, the unlabelled test videos too, so they place those videos' segments.
 
 Assumption (the MuSe 2020 baseline code reads the data this way; there is no
 data sheet): a segment's audio starts at its first label timestamp, and
@@ -17,6 +20,7 @@ against a data sheet, so the other reading is tolerated, decided per segment
 that would put every first word at 0 s.
 """
 import collections
+import csv
 import os
 
 import numpy as np
@@ -25,10 +29,15 @@ import helper
 
 TRANSCRIPT_COLUMNS = [('start', float), ('end', float), ('segment_id', str), ('word', str)]
 LABEL_COLUMNS = [('timestamp', float), ('value', float), ('segment_id', str)]
+FEATURE_KEY_COLUMNS = ('timestamp', 'segment_id')
 # How far (ms) a word may run past its segment's audio and still be read; it is
 # clipped to the audio. Recognisers' word edges are off by tens of ms.
 WORD_TOLERANCE_MS = 500
 VIDEO_TIME, SEGMENT_TIME = 'video', 'segment'
+# A segment placed by its words: beyond this median spread (ms) of given minus
+# aligned onsets, the words name no one start; half the label step, beyond
+# which they could as well point to the next grid point.
+MAX_OFFSET_SCATTER_MS = helper.LABEL_STEP_MS / 2
 
 # One transcript row: its line in the file, times in ms, segment int, MuSe's token.
 Word = collections.namedtuple('Word', 'row start end segment token')
@@ -119,9 +128,62 @@ def read_label_segments(path):
     """{segment int: [LabelRow]} of one dimension's label file, in file order.
     Timestamps must be non-negative multiples of the label step and rise
     strictly within a segment."""
+    return label_segments(path, [(row, timestamp, value, segment_id) for row, (
+        timestamp, value, segment_id) in helper.read_table(path, LABEL_COLUMNS, line_numbers=True)])
+
+
+def label_aligned_path(layout, video_id):
+    """The first (by feature name) label-aligned feature file of the video,
+    or None when it has none."""
+    root = os.path.join(layout.task_path, 'feature_segments', 'label_aligned')
+    if not os.path.isdir(root):
+        return None
+    paths = [os.path.join(root, feature, video_id + '.csv') for feature in helper.list_dir(root)]
+    return next((path for path in sorted(paths) if os.path.isfile(path)), None)
+
+
+def read_feature_segments(path):
+    """{segment int: [LabelRow]} (value None) of a label-aligned feature
+    file's first two columns, timestamp,segment_id; the feature columns after
+    them are not read."""
+    return label_segments(path, [(row, timestamp, None, segment_id)
+                                 for row, timestamp, segment_id in read_feature_keys(path)])
+
+
+def read_feature_keys(path):
+    """[(row, timestamp, segment_id text)] of a label-aligned feature file;
+    InputError naming file and row for another header, a short row or a
+    timestamp that is not a number."""
+    try:
+        with open(path, encoding='utf-8', newline='') as handle:
+            lines = list(csv.reader(handle))
+    except UnicodeDecodeError as error:
+        raise helper.InputError(path, None, 'not valid UTF-8 (%s)' % error.reason) from None
+    except csv.Error as error:
+        raise helper.InputError(path, None, 'malformed CSV: %s' % error) from None
+    header = [cell.strip().lstrip('\ufeff') for cell in lines[0][:2]] if lines else []
+    if header != list(FEATURE_KEY_COLUMNS):
+        raise helper.InputError(path, 1, 'header starts %s, expected %s,...'
+                                % (','.join(header), ','.join(FEATURE_KEY_COLUMNS)))
+    keys = []
+    for row, cells in enumerate(lines[1:], start=2):
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) < 2:
+            raise helper.InputError(path, row, 'expected timestamp,segment_id,... (at least 2 '
+                                    'columns), found %d' % len(cells))
+        try:
+            keys.append((row, float(cells[0]), cells[1].strip()))
+        except ValueError:
+            raise helper.InputError(path, row, 'timestamp %r is not a number' % cells[0]) from None
+    return keys
+
+
+def label_segments(path, rows):
+    """{segment int: [LabelRow]} of (row, timestamp, value, segment_id text)
+    rows, checked as read_label_segments says."""
     segments = collections.OrderedDict()
-    for row, (timestamp, value, segment_id) in helper.read_table(path, LABEL_COLUMNS,
-                                                                 line_numbers=True):
+    for row, timestamp, value, segment_id in rows:
         segment = parse_segment_id(path, row, segment_id)
         if timestamp < 0 or timestamp % helper.LABEL_STEP_MS:
             raise helper.InputError(path, row, 'timestamp %g ms is not a non-negative multiple '
@@ -163,18 +225,30 @@ def join_segment(segment, arousal, valence, arousal_path, valence_path):
 
 
 # --------------------------------------------------------------------------
-# Segment audio
+# Placing a segment in its video
 # --------------------------------------------------------------------------
-def estimated_starts(durations):
-    """Video ms at which each of a video's segments starts when no label file
-    tells: the segments follow one another and, as in MuSe's label files,
-    neighbours share their boundary frame."""
-    starts, start = [], 0
-    for seconds in durations:
-        starts.append(start)
-        frames = int(round(seconds * 1000.0)) // helper.LABEL_STEP_MS
-        start += max(frames - 1, 0) * helper.LABEL_STEP_MS
-    return starts
+def start_from_words(words, aligned):
+    """(start ms, None) of a segment in its video from its [Word] and the
+    same words aligned to its audio ([(start s, end s, word)], normalised, in
+    order): the median over the words of given onset - aligned onset, on the
+    label grid (a segment starts at a label timestamp), 0 when the given times
+    are segment-relative already. (None, reason) when the words scatter too
+    widely to name one start."""
+    onsets, position = [], 0
+    for word in words:
+        count = len(helper.normalise_words(word.token))
+        if count and position < len(aligned):
+            onsets.append(word.start - 1000.0 * aligned[position][0])
+        position += count
+    if not onsets or position != len(aligned):
+        return None, 'the aligned words are not the transcript\'s'
+    offset = float(np.median(onsets))
+    scatter = float(np.median(np.abs(np.array(onsets) - offset)))
+    if scatter > MAX_OFFSET_SCATTER_MS:
+        return None, ('its given and aligned onsets differ by %.0f ms give or take %.0f ms'
+                      % (offset, scatter))
+    step = helper.LABEL_STEP_MS
+    return max(0, int(round(offset / step)) * step), None
 
 
 def video_labels(layout, video_id):

@@ -151,8 +151,3 @@ def test_video_labels_join_each_segment_and_report_segments_without_audio(tmp_pa
     assert list(errors) == ['5_3'] and errors['5_3'].row == 7
     assert 'segment 3, which has no audio file' in str(errors['5_3'])
     assert muse.video_labels(layout, 'unlabelled') == ({}, {})
-
-
-def test_estimated_starts_follow_on_with_a_shared_boundary_frame():
-    # 10.25 s = 41 frames, the last shared with the next segment.
-    assert muse.estimated_starts([10.25, 5.0, 7.5]) == [0, 10000, 14750]
