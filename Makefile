@@ -6,7 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-APT_PACKAGES := espeak libespeak-dev ffmpeg
+# chromium: the live page's tests run it headless (tests/test_live_page.py).
+APT_PACKAGES := espeak libespeak-dev ffmpeg chromium
 
 DEMO := demo
 DEMO_MUSE := $(DEMO)/MuSe-CaR
@@ -30,7 +31,7 @@ setup: system-packages $(STAMP)
 # Debian packages, only when one of the tools is absent.
 system-packages:
 	@if ! command -v espeak >/dev/null || ! command -v ffmpeg >/dev/null \
-	    || ! [ -e /usr/include/espeak/speak_lib.h ]; then \
+	    || ! command -v chromium >/dev/null || ! [ -e /usr/include/espeak/speak_lib.h ]; then \
 	  echo "Installing Debian packages: $(APT_PACKAGES)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
