@@ -24,9 +24,10 @@ import pytest
 import soundfile
 from websockets.sync.client import connect
 
-from model_fixtures import REPO, write_random_checkpoint
+from model_fixtures import REPO
 from ser import emotion, page, service
-from test_serve import SENTENCES, Server, encoded, wav_bytes
+# checkpoint: test_serve.py's fixture, the seeded random model.
+from test_serve import SENTENCES, Server, checkpoint, encoded, wav_bytes  # noqa: F401
 
 CHROMIUM = shutil.which('chromium')
 needs_chromium = pytest.mark.skipif(
@@ -273,9 +274,7 @@ class Tab:
 # Fixtures: a service, speech, a browser
 # --------------------------------------------------------------------------
 @pytest.fixture(scope='module')
-def page_server(tiny_dataset, tmp_path_factory):
-    checkpoint = write_random_checkpoint(tmp_path_factory.mktemp('page_model') / 'checkpoints',
-                                         tiny_dataset)
+def page_server(checkpoint, tmp_path_factory):
     running = Server(tmp_path_factory.mktemp('page_serve'), '--checkpoint', checkpoint)
     yield running
     if running.process.poll() is None:
@@ -304,8 +303,6 @@ def microphone_wav(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def browser(microphone_wav, tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip('no chromium')
     running = Browser(tmp_path_factory.mktemp('chromium'), microphone_wav)
     yield running
     running.close()
@@ -401,6 +398,40 @@ def test_the_microphone_streams_and_ends_with_the_post_answer(browser, page_serv
     assert tab.errors() == []
 
 
+RESAMPLED_TONES = """(() => {
+  const tone = (hertz) => {
+    const resampler = new Resampler(48000, 8000);
+    const out = [];
+    for (let block = 0; block < 100; block += 1) {
+      const samples = new Float32Array(960);
+      samples.forEach((_, i) => {
+        samples[i] = 0.5 * Math.sin(2 * Math.PI * hertz * (960 * block + i) / 48000);
+      });
+      out.push(...resampler.push(samples));
+    }
+    out.push(...resampler.flush());
+    return out;
+  };
+  return {kept: tone(1000), removed: tone(6000)};
+})()"""
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_microphone_is_resampled_to_the_services_rate(browser, page_server):
+    """The page's resampler, 48 kHz in 20 ms blocks as the worklet gives
+    them, to 8 kHz: a tone below 4 kHz kept, one above it removed (not
+    folded back to 2 kHz)."""
+    tab = browser.new_tab(page_url(page_server))
+    tones = tab.evaluate(RESAMPLED_TONES)
+    kept, removed = np.array(tones['kept']), np.array(tones['removed'])
+    assert len(kept) == len(removed) == 2 * 8000
+    inner = slice(100, -100)    # away from where the tone starts and stops
+    expected = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(len(kept)) / 8000)
+    assert np.max(np.abs(kept - expected)[inner]) < 1e-3
+    assert np.sqrt(np.mean(removed[inner] ** 2)) < 1e-3
+
+
 def colour_pixels(tab, canvas, colour):
     """Pixels of `canvas` within a few levels of `colour` (#rrggbb)."""
     rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
@@ -487,9 +518,38 @@ def test_a_refused_microphone_says_what_to_do(microphone_wav, page_server, tmp_p
 
 
 @pytest.mark.slow
-def test_no_page_flag_serves_the_api_alone(tiny_dataset, tmp_path):
-    checkpoint = write_random_checkpoint(tmp_path / 'checkpoints', tiny_dataset)
-    running = Server(tmp_path / 'serve', '--checkpoint', checkpoint, '--no_page')
+@needs_chromium
+def test_the_page_keeps_to_the_services_audio_limit(browser, checkpoint, microphone_wav,
+                                                    tmp_path):
+    limit = 2
+    running = Server(tmp_path, '--checkpoint', checkpoint, '--max_audio_seconds', limit)
+    try:
+        tab = browser.new_tab(page_url(running))
+        assert tab.wait_for('emotionPage.health()')['max_audio_seconds'] == limit
+        # Nobody presses Stop: the page stops at the limit /health gives.
+        tab.click('#start')
+        summary = tab.wait_for('document.getElementById("start").disabled === false && '
+                               'emotionPage.view.summary')
+        assert summary['duration'] == pytest.approx(limit, abs=1e-3)
+        assert tab.text('#status') == 'Stopped at 2 s, the longest audio the service takes.'
+        assert tab.text('#message') == ''
+        # A longer recording is refused by the page itself: nothing is posted.
+        tab.choose_file('#file', microphone_wav)
+        tab.click('#analyse')
+        message = tab.wait_for('document.getElementById("message").hidden === false && '
+                               'document.getElementById("message").textContent')
+        seconds = soundfile.info(str(microphone_wav)).duration
+        assert message == ('microphone.wav lasts %.1f s; the service takes at most 2 s. Analyse a '
+                           'shorter part of it.' % seconds)
+        assert not any(url.endswith('/emotion-recognition') for url in tab.requested_urls())
+        assert tab.errors() == []
+    finally:
+        running.stop()
+
+
+@pytest.mark.slow
+def test_no_page_flag_serves_the_api_alone(checkpoint, tmp_path):
+    running = Server(tmp_path, '--checkpoint', checkpoint, '--no_page')
     try:
         status, answer, _ = running.request('GET', '/')
         assert (status, answer['status']) == (404, 'error')

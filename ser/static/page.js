@@ -266,6 +266,7 @@ class LiveStream {
     this.ready = false;
     this.stopping = false;
     this.ended = false;
+    this.atLimit = false;
     this.failure = null;
   }
 
@@ -314,7 +315,7 @@ class LiveStream {
       this.post(pcm);
     }
     if (reached && !this.ended) {
-      setStatus(`Stopped at ${audioLimit()} s, the longest audio the service takes.`);
+      this.atLimit = true;
       this.end();
     }
   }
@@ -390,11 +391,12 @@ class LiveStream {
         (meaning ? ` (${meaning}).` : ''));
       setStatus('');
     } else if (view.summary) {
-      setStatus(view.summary.closed ? `The service closed the stream: ${view.summary.closed}.`
-        : 'Done.');
+      setStatus(this.atLimit ? `Stopped at ${audioLimit()} s, the longest audio the service takes.`
+        : view.summary.closed ? `The service closed the stream: ${view.summary.closed}.` : 'Done.');
     } else if (!this.ready) {
-      showMessage(`The stream could not be opened (code ${event.code}): is serve.py running, ` +
-        'and does it serve /emotion-stream?');
+      showMessage(`The stream could not be opened (code ${event.code}): is serve.py running? ` +
+        'A service that wants an API key refuses the page\'s streams: a browser cannot send ' +
+        'the key on a WebSocket.');
       setStatus('');
     } else {
       showMessage(`The connection to the service was lost (code ${event.code}` +
