@@ -16,7 +16,7 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'static')
 STATIC_PATH = '/static'
 # Only this origin: scripts, styles, the worklet, fetch and the WebSocket.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; "
-                           "connect-src 'self'; img-src 'self' data:; media-src 'self' blob:")
+                           "connect-src 'self'; img-src 'self' data:")
 HEADERS = {'Content-Security-Policy': CONTENT_SECURITY_POLICY,
            # The page is as new as the service that serves it.
            'Cache-Control': 'no-cache'}

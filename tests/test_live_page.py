@@ -232,17 +232,27 @@ class Tab:
 
     def click(self, selector):
         """A real mouse click (a user gesture, as the microphone wants)."""
-        box = self.evaluate('(() => { const r = document.querySelector(%s)'
-                            '.getBoundingClientRect(); return [r.x + r.width / 2, '
-                            'r.y + r.height / 2]; })()' % json.dumps(selector))
+        x, y = self.centre(selector)
         for kind in ('mousePressed', 'mouseReleased'):
-            self.call('Input.dispatchMouseEvent', type=kind, x=box[0], y=box[1], button='left',
+            self.call('Input.dispatchMouseEvent', type=kind, x=x, y=y, button='left',
                       clickCount=1)
+
+    def centre(self, selector):
+        return self.evaluate('(() => { const r = document.querySelector(%s)'
+                             '.getBoundingClientRect(); return [r.x + r.width / 2, '
+                             'r.y + r.height / 2]; })()' % json.dumps(selector))
 
     def choose_file(self, selector, path):
         root = self.call('DOM.getDocument')['root']['nodeId']
         node = self.call('DOM.querySelector', nodeId=root, selector=selector)['nodeId']
         self.call('DOM.setFileInputFiles', nodeId=node, files=[str(path)])
+
+    def drop_file(self, selector, path):
+        """A file dragged from the desktop and dropped on `selector`."""
+        x, y = self.centre(selector)
+        data = {'items': [], 'files': [str(path)], 'dragOperationsMask': 1}
+        for kind in ('dragEnter', 'dragOver', 'drop'):
+            self.call('Input.dispatchDragEvent', type=kind, x=x, y=y, data=data)
 
     def type_text(self, selector, text):
         self.evaluate('document.querySelector(%s).focus()' % json.dumps(selector))
@@ -483,12 +493,14 @@ def test_a_chosen_file_shows_its_curves_words_and_label(browser, page_server, tm
 
 @pytest.mark.slow
 @needs_chromium
-def test_the_services_own_message_for_a_bad_file(browser, page_server, tmp_path):
+def test_a_dropped_file_that_is_no_audio_gets_the_services_message(browser, page_server, tmp_path):
     not_audio = tmp_path / 'notes.wav'
     not_audio.write_bytes(b'this is no audio at all')
     tab = browser.new_tab(page_url(page_server))
     tab.wait_for('emotionPage.health()')
-    tab.choose_file('#file', not_audio)
+    tab.drop_file('#drop', not_audio)
+    tab.wait_for('document.getElementById("analyse").disabled === false')
+    assert tab.text('#file-name').startswith('notes.wav')
     tab.click('#analyse')
     message = tab.wait_for('document.getElementById("message").hidden === false && '
                            'document.getElementById("message").textContent')
@@ -519,13 +531,23 @@ def test_a_refused_microphone_says_what_to_do(microphone_wav, page_server, tmp_p
 
 @pytest.mark.slow
 @needs_chromium
-def test_the_page_keeps_to_the_services_audio_limit(browser, checkpoint, microphone_wav,
-                                                    tmp_path):
+def test_the_page_keeps_to_the_services_limits(browser, checkpoint, microphone_wav, tmp_path):
     limit = 2
-    running = Server(tmp_path, '--checkpoint', checkpoint, '--max_audio_seconds', limit)
+    running = Server(tmp_path, '--checkpoint', checkpoint, '--max_audio_seconds', limit,
+                     '--max_streams', 1)
     try:
         tab = browser.new_tab(page_url(running))
         assert tab.wait_for('emotionPage.health()')['max_audio_seconds'] == limit
+        # While another stream takes the only place: the service's own message, and what it means.
+        with connect('ws://127.0.0.1:%d/emotion-stream' % running.port, proxy=None) as other:
+            other.send(json.dumps({'type': 'start', 'sample_rate': 1000}))
+            assert json.loads(other.recv(timeout=PAGE_SECONDS))['type'] == 'ready'
+            tab.click('#start')
+            message = tab.wait_for('document.getElementById("start").disabled === false && '
+                                   'document.getElementById("message").textContent')
+        assert message == ('The service ended the stream: 1 streams are open, the most this '
+                           'server takes; try again later (the service has as many streams open '
+                           'as it takes: try again in a moment).')
         # Nobody presses Stop: the page stops at the limit /health gives.
         tab.click('#start')
         summary = tab.wait_for('document.getElementById("start").disabled === false && '
