@@ -23,6 +23,9 @@ The text, if any, comes in one of four ways:
   --words       word timings `start,end,word` (seconds) as a voicebot's ASR
                 gives them, not realigned (words are normalised as the training
                 text was: lower case, no punctuation, fillers dropped);
+  --recognise   no text given: the words are recognised from the audio by
+                PocketSphinx's en-us recogniser (English only; BENCHMARKS.md
+                gives its word error rate and what it does to the CCC);
   none          acoustic only: every frame gets a zero embedding, as silence
                 does in training (the log and the --json summary say so).
 
@@ -47,7 +50,7 @@ import numpy as np
 
 import helper
 import models
-from ser import alignment, audio, inference
+from ser import alignment, audio, inference, recognition
 
 # ---- Model flags ----
 helper.define_flags('checkpoint', 'steps', 'saved_model')
@@ -81,6 +84,10 @@ flags.DEFINE_string('transcript', None,
 flags.DEFINE_string('words', None,
                     'Word timings, header start,end,word (seconds), e.g. from an ASR; '
                     'used without alignment.')
+flags.DEFINE_bool('recognise', False,
+                  'Without --text, --transcript or --words, recognise the words from the audio '
+                  'with PocketSphinx\'s en-us recogniser (English --language only; slower than '
+                  'the model).')
 helper.define_flags('language')
 
 # ---- Output flags ----
@@ -103,6 +110,12 @@ def check_flags():
         raise app.UsageError('give exactly one of --checkpoint and --saved_model')
     if sum(FLAGS[name].value is not None for name in ('text', 'transcript', 'words')) > 1:
         raise app.UsageError('give at most one of --text, --transcript and --words')
+    if FLAGS.recognise and any(FLAGS[name].value is not None
+                               for name in ('text', 'transcript', 'words')):
+        raise app.UsageError('--recognise is for audio without text: not with --text, '
+                             '--transcript or --words')
+    if FLAGS.recognise and FLAGS.language not in recognition.LANGUAGES:
+        raise app.UsageError('--recognise recognises English only (--language eng)')
     if FLAGS.steps is not None and not FLAGS.checkpoint:
         raise app.UsageError('--steps goes with --checkpoint')
     for name in ('audio', 'output'):
@@ -118,7 +131,7 @@ def load_predictor():
 
 
 def read_text():
-    """('text' | 'words' | 'transcript' | 'none', word timings or None,
+    """('text' | 'words' | 'transcript' | 'recognised' | 'none', word timings or None,
     fallback sentences or None). Runs before the model loads: bad text fails
     fast."""
     if FLAGS.text is not None and helper.normalise_words(FLAGS.text):
@@ -134,6 +147,12 @@ def read_text():
     if FLAGS.transcript:
         return ('transcript',) + inference.align_transcript(FLAGS.transcript, FLAGS.audio,
                                                             FLAGS.language)
+    if FLAGS.recognise:
+        words = recognition.recognise_words(audio.read_file(FLAGS.audio, recognition.SAMPLE_RATE))
+        shown = ' '.join(word for _, _, word in words[:20])
+        logging.info('%s: %d word(s) recognised: %s%s', FLAGS.audio, len(words), shown,
+                     ' ...' if len(words) > 20 else '')
+        return 'recognised', words, None
     logging.warning('no text (--text, --transcript or --words): acoustic only, every frame gets '
                     'a zero embedding (as silence does in training)')
     return 'none', None, None

@@ -85,6 +85,7 @@ def add_missing_words(words):
         raise PhoneticAlignmentError(str(error)) from None
     for word, phones in found.items():
         try:
+            # No search to update: set_align_text builds its own from the dictionary.
             engine.add_word(word, phones, False)
         except RuntimeError as error:
             raise PhoneticAlignmentError('cannot add %r (%s): %s' % (word, phones, error)) from None

@@ -1,6 +1,8 @@
-"""ser.alignment: aeneas forced alignment of plain text and of transcript
-sentences, checked against the true word timings of demo-corpus segments
-(espeak speech with pauses and fillers, several voices and audio formats)."""
+"""ser.alignment: plain text aligned by the default aligner for English (the
+phonetic one; tests/test_phonetic_alignment.py tests it on real speech) and
+transcript sentences by aeneas, checked against the true word timings of
+demo-corpus segments (espeak speech with pauses and fillers, several voices
+and audio formats)."""
 import os
 
 import numpy as np
@@ -74,8 +76,8 @@ def test_any_sample_rate_and_stereo_align_alike(segments, tmp_path):
         path = str(tmp_path / ('%d_%d.wav' % (rate, channels)))
         resampled = soxr.resample(samples, 16000, rate)
         # Channels differ in level, as real stereo does; the mix is what is aligned.
-        audio = np.stack([resampled, 0.5 * resampled], axis=1) if channels == 2 else resampled
-        soundfile.write(path, audio, rate)
+        mixed = np.stack([resampled, 0.5 * resampled], axis=1) if channels == 2 else resampled
+        soundfile.write(path, mixed, rate)
         words, fallbacks = alignment.align_text(audio.read_file(path, rate), rate, text)
         assert fallbacks == 0
         assert np.mean([abs(a[0] - b[0]) for a, b in zip(words, reference)]) < 0.02

@@ -126,8 +126,9 @@ def test_plot_and_summary(cli_runs, recording):
 
 @pytest.mark.slow
 def test_text_transcript_and_none(model, tmp_path):
-    """--text and --transcript are aligned with aeneas (the same words, none
-    spread); without text the model hears zeros where the words were."""
+    """--text (the phonetic aligner) and --transcript (aeneas) are aligned,
+    none spread; --recognise hears words itself; without text the model
+    hears zeros where the words were."""
     wav = tmp_path / 'spoken.wav'
     subprocess.run(['espeak', '-w', str(wav), SENTENCE], check=True, capture_output=True)
     duration = soundfile.info(str(wav)).duration
@@ -135,7 +136,7 @@ def test_text_transcript_and_none(model, tmp_path):
     transcript.write_text('start,end,sentence\n0.0,%.3f,"%s."\n'
                           % (duration, SENTENCE.capitalize()))
     texts = {'text': ['--text', SENTENCE.upper() + '!'], 'transcript': ['--transcript', transcript],
-             'none': []}
+             'recognised': ['--recognise'], 'none': []}
     timelines = {}
     for name, arguments in texts.items():
         output, summary_path = tmp_path / (name + '.csv'), tmp_path / (name + '.json')
@@ -148,12 +149,15 @@ def test_text_transcript_and_none(model, tmp_path):
         if name == 'none':
             assert summary['words'] is None
             assert 'acoustic only' in result.stderr
+        elif name == 'recognised':
+            assert summary['words'] >= 1 and 'word(s) recognised' in result.stderr
         else:
             assert summary['words'] == len(SENTENCE.split())
             assert summary['fallback_sentences'] == 0   # aeneas aligned it, no spreading
         timestamps, timelines[name] = read_timeline(str(output))
         assert len(timestamps) == math.ceil(duration / 0.25)
     assert np.max(np.abs(timelines['text'] - timelines['none'])) > 1e-3
+    assert np.max(np.abs(timelines['recognised'] - timelines['none'])) > 1e-3
 
 
 @pytest.mark.slow
@@ -173,6 +177,10 @@ def test_command_line_errors(model, recording, tmp_path):
          'at most one of --text, --transcript and --words'),
         (['--checkpoint', model['train_dir'], '--language', 'klingon'],
          'not a language code espeak knows'),
+        (['--checkpoint', model['train_dir'], '--recognise', '--text', 'fast slow'],
+         '--recognise is for audio without text'),
+        (['--checkpoint', model['train_dir'], '--recognise', '--language', 'deu'],
+         '--recognise recognises English only'),
         (['--checkpoint', model['train_dir'], '--word2vec_epochs', 5],
          'Unknown command line flag \'word2vec_epochs\''),
     ]
