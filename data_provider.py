@@ -155,31 +155,20 @@ def get_split(dataset_dir, portion, batch_size, sequence_length, is_training, se
       Otherwise: windows of one segment each, from its first frame, in file
       order; with a finite `num_epochs` the last batch may be smaller (batch
       dimension None) and OutOfRangeError ends it.
-    sequence_length None or 0: whole segments, one per batch element, in
-      segment order, padded to the longest in the batch (T dimension None),
-      one epoch unless `num_epochs` says otherwise; for evaluation only.
+    (Evaluation reads whole segments itself: ser.evaluation.)
     Finite `num_epochs` needs tf.local_variables_initializer()."""
     info = DatasetInfo.load(dataset_dir)
     paths = info.portion_files(portion)
-    whole = not sequence_length
-    if whole and is_training:
-        raise ValueError('training needs a sequence_length')
+    if not sequence_length or sequence_length < 1:
+        raise ValueError('windows need a sequence_length of at least 1 frame, got %r'
+                         % (sequence_length,))
     if windows not in WINDOW_SCHEMES:
         raise ValueError('windows must be one of %s, got %r' % (', '.join(WINDOW_SCHEMES),
                                                                  windows))
-    if whole and num_epochs is None:
-        num_epochs = 1
     filename_queue = tf.train.string_input_producer(
         paths, num_epochs=num_epochs, shuffle=is_training, seed=seed)
     segment = read_segment(filename_queue, info.frame_samples, info.embedding_dim)
     names = sorted(segment)
-    if whole:
-        # One thread keeps the segments in file order.
-        batch = tf.train.batch([segment[n] for n in names], batch_size, num_threads=1,
-                               capacity=2 * batch_size, dynamic_pad=True,
-                               allow_smaller_final_batch=True)
-        return dict(zip(names, batch))
-
     if is_training and windows == 'packed':
         window = packed_windows(segment, sequence_length)
         names = sorted(window)

@@ -14,11 +14,10 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-import data_provider
 import helper
 import losses
 import models
-from ser import inference
+from ser import inference, records
 from ser.dataset import DatasetInfo
 
 tf = helper.import_tensorflow()
@@ -59,57 +58,54 @@ def check_compatible(checkpoint_dir, dataset_dir):
     return DatasetInfo.load(checkpoint_dir).check_compatible(DatasetInfo.load(dataset_dir))
 
 
-def predict_portion(prefix, config, dataset_dir, portion, device,
-                    precision=helper.DEFAULT_PRECISION, chunk_seconds=0):
-    """[{id, timestamps [N], predictions [N,2], labels [N,2]}] for every
-    segment of the portion, in segment order, padding removed. With
-    chunk_seconds, each segment runs through the model in chunks of that
-    length, the LSTM state carried over (ser.inference.Predictor: the same
-    predictions in bounded memory); 0: each segment in one pass."""
-    info = DatasetInfo.load(dataset_dir)
-    n_segments = len(info.portion_files(portion))
-    graph = tf.Graph()
-    with graph.as_default(), tf.device(helper.configure_device(device)):
-        batch = data_provider.get_split(dataset_dir, portion, 1, None, is_training=False)
-        fetches = dict(batch)
-        if chunk_seconds:
-            inputs, outputs = inference.inference_graph(info.frame_samples, info.embedding_dim,
-                                                        config['hidden_units'],
-                                                        config['modality'])
-        else:
-            fetches['predictions'] = models.build_model(
-                batch['audio'], batch['embeddings'], config['hidden_units'], is_training=False,
-                mask=batch['mask'], modality=config['modality'])
-            del fetches['audio'], fetches['embeddings']
-        initialise = [tf.global_variables_initializer(), tf.local_variables_initializer()]
+class PortionModel:
+    """The inference model (ser.inference.Predictor, as predict.py and the
+    service run it) over every segment of a portion. Its graph and session
+    are built once, so that each checkpoint evaluated (--watch evaluates
+    many) costs its restore and the pass over the segments, read one at a
+    time. With chunk_seconds, each segment runs in chunks of that length, the
+    LSTM state carried over (the same predictions in bounded memory); 0: each
+    segment in one pass."""
+
+    def __init__(self, config, dataset_dir, portion, device,
+                 precision=helper.DEFAULT_PRECISION, chunk_seconds=0):
+        self.info = DatasetInfo.load(dataset_dir)
+        self.portion = portion
+        self.paths = self.info.portion_files(portion)
+        self.chunk_frames = (inference.chunk_frames_for(chunk_seconds, self.info.label_step_ms)
+                             if chunk_seconds else None)
+        graph = tf.Graph()
+        with graph.as_default(), tf.device(helper.configure_device(device)):
+            inputs, outputs = inference.inference_graph(
+                self.info.frame_samples, self.info.embedding_dim, config['hidden_units'],
+                config['modality'])
+            self._saver = tf.train.Saver(var_list=models.model_variables())
+        self._session = tf.Session(graph=graph, config=helper.session_config(
+            device, precision=precision))
+        self._predictor = inference.Predictor(self._session, inputs, outputs, self.info, {})
+
+    def predictions(self, prefix):
+        """[{id, timestamps [N], predictions [N,2], labels [N,2]}] of every
+        segment of the portion, in segment order, for the checkpoint `prefix`."""
+        self._saver.restore(self._session, prefix)
         results = []
-        with tf.Session(config=helper.session_config(device, precision=precision)) as session:
-            session.run(initialise)
-            models.restore(session, prefix)
-            predictor = (inference.Predictor(session, inputs, outputs, info, {})
-                         if chunk_seconds else None)
-            coordinator = tf.train.Coordinator()
-            threads = tf.train.start_queue_runners(session, coordinator)
-            try:
-                for _ in tqdm(range(n_segments), desc=portion, unit='seg', file=sys.stderr,
-                              dynamic_ncols=True):
-                    segment = session.run(fetches)
-                    if predictor:
-                        segment['predictions'] = predictor.predict(
-                            segment.pop('audio')[0], segment.pop('embeddings')[0],
-                            inference.chunk_frames_for(chunk_seconds, info.label_step_ms))[None]
-                    results.append(unpad(segment))
-            finally:
-                coordinator.request_stop()
-                coordinator.join(threads)
-    return results
+        for path in tqdm(self.paths, desc=self.portion, unit='seg', file=sys.stderr,
+                         dynamic_ncols=True):
+            segment = records.read_tfrecord(path, self.info.frame_samples,
+                                            self.info.embedding_dim)
+            segment['predictions'] = self._predictor.predict(
+                segment.pop('audio'), segment.pop('embeddings'), self.chunk_frames)
+            results.append(segment)
+        return results
 
+    def close(self):
+        self._session.close()
 
-def unpad(batch):
-    """The one segment of a batch of 1, with its padding frames dropped."""
-    real = batch['mask'][0] > 0
-    return {'id': batch['id'][0].decode('utf-8'), 'timestamps': batch['timestamps'][0][real],
-            'predictions': batch['predictions'][0][real], 'labels': batch['labels'][0][real]}
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
 
 def portion_metrics(segments):
@@ -182,12 +178,19 @@ def report(metrics, portion, prefix, step, checkpoint_dir, json_path):
         helper.write_json(json_path, dict(metrics, portion=portion, checkpoint=prefix, step=step))
 
 
-def evaluate(prefix, step, checkpoint_dir, config, options, restore_from=None):
+def portion_model(config, options):
+    return PortionModel(config, options.dataset_dir, options.portion, options.device,
+                        options.precision, options.chunk_seconds)
+
+
+def evaluate(prefix, step, checkpoint_dir, config, options, restore_from=None, model=None):
     """Evaluate one checkpoint and write every output; returns the metrics.
-    The variables come from `restore_from` when given (a staged copy of prefix)."""
-    segments = predict_portion(restore_from or prefix, config, options.dataset_dir,
-                               options.portion, options.device, options.precision,
-                               options.chunk_seconds)
+    The variables come from `restore_from` when given (a staged copy of
+    prefix); `model` is a PortionModel of these options to reuse."""
+    if model is None:
+        with portion_model(config, options) as model:
+            return evaluate(prefix, step, checkpoint_dir, config, options, restore_from, model)
+    segments = model.predictions(restore_from or prefix)
     for segment in segments:
         write_segment(segment, options.predictions, options.plots)
         helper.development_msg('%s: %d frames, CCC %s', segment['id'], len(segment['labels']),
@@ -274,19 +277,21 @@ def watch(checkpoint_dir, config, options, interval_secs, timeout_secs):
     staging_dir = os.path.join(best_dir, '.staging')
     best = read_best(best_dir, options.portion)
     evaluated = 0
-    for prefix in tf.train.checkpoints_iterator(checkpoint_dir, interval_secs,
-                                                timeout=timeout_secs):
-        step = step_of(prefix)
-        staged = stage(prefix, staging_dir)
-        if staged is None:
-            logging.warning('%s was removed before it could be evaluated', prefix)
-            continue
-        metrics = evaluate(prefix, step, checkpoint_dir, config, options, restore_from=staged)
-        evaluated += 1
-        if best is None or metrics['mean_ccc'] > best['mean_ccc']:
-            keep_best(staged, step, metrics, checkpoint_dir, best_dir, options.portion)
-            best = dict(metrics, step=step)
-        shutil.rmtree(staging_dir, ignore_errors=True)
+    with portion_model(config, options) as model:
+        for prefix in tf.train.checkpoints_iterator(checkpoint_dir, interval_secs,
+                                                    timeout=timeout_secs):
+            step = step_of(prefix)
+            staged = stage(prefix, staging_dir)
+            if staged is None:
+                logging.warning('%s was removed before it could be evaluated', prefix)
+                continue
+            metrics = evaluate(prefix, step, checkpoint_dir, config, options,
+                               restore_from=staged, model=model)
+            evaluated += 1
+            if best is None or metrics['mean_ccc'] > best['mean_ccc']:
+                keep_best(staged, step, metrics, checkpoint_dir, best_dir, options.portion)
+                best = dict(metrics, step=step)
+            shutil.rmtree(staging_dir, ignore_errors=True)
     logging.info('no new checkpoint for %d s: stopping after %d evaluation(s); best %s',
                  timeout_secs, evaluated,
                  'none' if best is None else 'step %d, mean CCC %.4f' % (best['step'],

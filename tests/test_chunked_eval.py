@@ -1,15 +1,42 @@
-"""eval.py's model pass in chunks (ser.evaluation.predict_portion with
-chunk_seconds): every segment's predictions equal the one-pass ones, on a
-seeded random checkpoint at the tiny dataset's shapes."""
+"""eval.py's model pass (ser.evaluation.PortionModel): every segment of a
+portion in segment order, with the predictions predict.py's Predictor makes
+of it, for each checkpoint restored in the same session; in chunks, the
+one-pass predictions. On seeded random checkpoints at the tiny dataset's
+shapes."""
 
 import numpy as np
 import pytest
 
 import models
-from model_fixtures import write_random_checkpoint
-from ser import evaluation
+from model_fixtures import STEPS, write_random_checkpoint
+from ser import evaluation, inference, records
+from ser.dataset import DatasetInfo
 
 TOLERANCE = 1e-4
+
+
+@pytest.mark.slow
+def test_a_portion_pass_is_the_predictors_for_each_checkpoint(tiny_dataset, tmp_path):
+    checkpoint = write_random_checkpoint(tmp_path / 'model', tiny_dataset)
+    config = models.read_model_config(checkpoint)
+    prefixes = [models.checkpoint_path(checkpoint, step)[0] for step in STEPS]
+    info = DatasetInfo.load(tiny_dataset)
+    with evaluation.PortionModel(config, tiny_dataset, 'train', -1) as model:
+        passes = [model.predictions(prefix) for prefix in prefixes + prefixes[:1]]
+    assert [s['id'] for s in passes[0]] == ['1_0', '1_1', '2_0']
+    for step, segments in zip(STEPS, passes):
+        with inference.Predictor.from_checkpoint(checkpoint, step, -1) as predictor:
+            for path, segment in zip(info.portion_files('train'), segments):
+                record = records.read_tfrecord(path, info.frame_samples, info.embedding_dim)
+                np.testing.assert_array_equal(segment['timestamps'], record['timestamps'])
+                np.testing.assert_array_equal(segment['labels'], record['labels'])
+                np.testing.assert_array_equal(
+                    segment['predictions'], predictor.predict(record['audio'],
+                                                              record['embeddings']))
+    # Each restore replaces the weights: the first checkpoint again gives its own predictions.
+    for first, again in zip(passes[0], passes[2]):
+        np.testing.assert_array_equal(first['predictions'], again['predictions'])
+    assert not np.allclose(passes[0][0]['predictions'], passes[1][0]['predictions'])
 
 
 @pytest.mark.slow
@@ -17,9 +44,10 @@ def test_chunked_evaluation_gives_the_one_pass_predictions(tiny_dataset, tmp_pat
     checkpoint = write_random_checkpoint(tmp_path / 'model', tiny_dataset, steps=(2,))
     config = models.read_model_config(checkpoint)
     prefix, _ = models.checkpoint_path(checkpoint)
-    one_pass = evaluation.predict_portion(prefix, config, tiny_dataset, 'train', -1)
-    chunked = evaluation.predict_portion(prefix, config, tiny_dataset, 'train', -1,
-                                         chunk_seconds=2.5)
+    with evaluation.PortionModel(config, tiny_dataset, 'train', -1) as model:
+        one_pass = model.predictions(prefix)
+    with evaluation.PortionModel(config, tiny_dataset, 'train', -1, chunk_seconds=2.5) as model:
+        chunked = model.predictions(prefix)
     assert [s['id'] for s in chunked] == [s['id'] for s in one_pass] == ['1_0', '1_1', '2_0']
     for whole, pieces in zip(one_pass, chunked):
         np.testing.assert_array_equal(pieces['timestamps'], whole['timestamps'])

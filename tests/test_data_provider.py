@@ -2,7 +2,7 @@
 ones in the fewest windows a segment needs, packed windows
 whose segments stay apart (one padding frame, a reset on each first frame),
 every frame drawn once per pass, exact frames, masks that mark padding,
-whole-segment evaluation order, any sequence length from the same TFRecords,
+evaluation windows in segment order, any sequence length from the same TFRecords,
 seeded determinism, clear errors on missing records."""
 
 import os
@@ -185,23 +185,6 @@ def test_training_shapes_are_static(tiny_dataset, windows, id_shape):
     assert batch['timestamps'].dtype == tf.int64 and batch['mask'].dtype == tf.float32
 
 
-def test_whole_segments_come_once_in_segment_order_then_end(tiny_dataset, tiny_recordings):
-    batches = run_batches(lambda: data_provider.get_split(
-        tiny_dataset, 'train', 2, None, is_training=False))
-    train_ids = sorted(i for i, r in tiny_recordings.items() if r['portion'] == 'train')
-    assert train_ids == ['1_0', '1_1', '2_0']
-    assert len(batches) == 2  # 3 segments, batches of 2: the last holds one
-    whole = list(elements(batches))
-    assert [w['id'] for w in whole] == train_ids
-    for window in whole:
-        recording = tiny_recordings[window['id']]
-        n_frames = len(recording['timestamps'])
-        assert window['mask'].sum() == n_frames and np.all(window['mask'][:n_frames] == 1)
-        for name in ('audio', 'embeddings', 'labels', 'timestamps'):
-            assert np.array_equal(window[name][:n_frames], recording[name]), name
-            assert not np.any(window[name][n_frames:]), name
-
-
 @pytest.mark.parametrize('length', [7, 30, 100])
 def test_any_sequence_length_reassembles_every_segment(tiny_dataset, tiny_recordings, length):
     batches = run_batches(lambda: data_provider.get_split(
@@ -237,9 +220,10 @@ def test_same_seed_same_batches_other_seed_other_batches(tiny_dataset, windows):
                not np.array_equal(a['id'], c['id']) for a, c in zip(first, other))
 
 
-def test_training_refuses_whole_segments_and_unknown_schemes(tiny_dataset):
+@pytest.mark.parametrize('is_training', [True, False])
+def test_windows_need_a_length_and_a_known_scheme(tiny_dataset, is_training):
     with tf.Graph().as_default(), pytest.raises(ValueError, match='sequence_length'):
-        data_provider.get_split(tiny_dataset, 'train', 2, None, is_training=True)
+        data_provider.get_split(tiny_dataset, 'train', 2, None, is_training=is_training)
     with tf.Graph().as_default(), pytest.raises(ValueError, match='windows must be one of'):
         data_provider.get_split(tiny_dataset, 'train', 2, 10, is_training=True, windows='x')
 
@@ -255,11 +239,11 @@ def test_a_missing_record_is_named(dataset_copy):
     os.remove(os.path.join(dataset_copy, 'devel', '3_1.tfrecords'))
     with tf.Graph().as_default(), pytest.raises(
             helper.InputError, match='3_1.tfrecords: listed in .*dataset.json but missing'):
-        data_provider.get_split(dataset_copy, 'devel', 1, None, is_training=False)
+        data_provider.get_split(dataset_copy, 'devel', 1, 10, is_training=False)
     shutil.rmtree(os.path.join(dataset_copy, 'test'))
     with tf.Graph().as_default(), pytest.raises(
             helper.InputError, match='4_0.tfrecords: listed in .*dataset.json but missing'):
-        data_provider.get_split(dataset_copy, 'test', 1, None, is_training=False)
+        data_provider.get_split(dataset_copy, 'test', 1, 10, is_training=False)
 
 
 def test_empty_portion_is_an_input_error(dataset_copy):

@@ -371,19 +371,6 @@ def test_eval_checks_the_checkpoints_dataset_first(tiny_dataset, mismatched_data
         evaluation.check_compatible(str(tmp_path), mismatched_dataset)
 
 
-def test_unpad_drops_padding_frames():
-    mask = np.array([[0, 1, 1, 1, 0]], dtype=np.float32)
-    batch = {'id': np.array([b'7_2']), 'mask': mask,
-             'timestamps': np.array([[0, 250, 500, 750, 0]]),
-             'predictions': np.arange(10, dtype=np.float32).reshape(1, 5, 2),
-             'labels': -np.arange(10, dtype=np.float32).reshape(1, 5, 2)}
-    segment = evaluation.unpad(batch)
-    assert segment['id'] == '7_2'
-    np.testing.assert_array_equal(segment['timestamps'], [250, 500, 750])
-    np.testing.assert_array_equal(segment['predictions'], [[2, 3], [4, 5], [6, 7]])
-    np.testing.assert_array_equal(segment['labels'], [[-2, -3], [-4, -5], [-6, -7]])
-
-
 @pytest.mark.slow
 def test_a_script_refuses_another_scripts_flags(tiny_dataset):
     for name, foreign in (('train.py', '--portion=devel'), ('eval.py', '--max_steps=3')):
