@@ -235,6 +235,13 @@ def test_speech_limits_at_their_edges():
         streaming.check_speakable(['a' * 51], 1.0)
 
 
+def test_health_states_the_limits_a_client_must_keep():
+    with make_client(max_request_bytes=1 << 20) as client:
+        health = client.get('/health').json()
+    assert (health['max_audio_seconds'], health['max_request_bytes']) == (30.0, 1 << 20)
+    assert health['sample_rate'] == FakePredictor.sample_rate
+
+
 def test_the_api_key_guards_all_but_health(tmp_path):
     with make_client(api_key='s3cret') as client:
         assert post(client).status_code == 401
