@@ -19,7 +19,7 @@ The text, if any, comes in one of four ways:
                 input, same timeline): by the phonetic aligner for English,
                 aeneas for other --language codes;
   --transcript  sentence-level `start,end,sentence` (seconds), each sentence
-                aligned within its span with aeneas;
+                aligned within its span by the same aligner;
   --words       word timings `start,end,word` (seconds) as a voicebot's ASR
                 gives them, not realigned (words are normalised as the training
                 text was: lower case, no punctuation, fillers dropped);
@@ -80,7 +80,7 @@ flags.DEFINE_string('text', None, 'Plain transcript of the whole recording, alig
                     'languages.')
 flags.DEFINE_string('transcript', None,
                     'Sentence-level transcript, header start,end,sentence (seconds); its words '
-                    'are aligned to the audio with aeneas.')
+                    'are aligned to the audio within each sentence\'s span, as --text is.')
 flags.DEFINE_string('words', None,
                     'Word timings, header start,end,word (seconds), e.g. from an ASR; '
                     'used without alignment.')

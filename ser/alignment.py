@@ -5,7 +5,8 @@ tuned to follow speech (below); each step falls back to the next.
 align_plain (and align_text, its shape as the service and predict.py take
 it) tries, in order: the phonetic aligner (English, unless aeneas is asked
 for), aeneas, and last the words spread over the recording by character
-length; it says which one gave the words.
+length; it says which one gave the words. align_sentences does the same for
+each sentence of a transcript, within its span.
 
 aeneas: the words of a transcript (lower case, punctuation stripped, fillers such as
 <filler> dropped) are synthesised with espeak and the synthetic speech is
@@ -86,19 +87,25 @@ class AlignmentError(Exception):
 # --------------------------------------------------------------------------
 # Alignment of one recording
 # --------------------------------------------------------------------------
-def align_sentences(samples, sample_rate, sentences, language='eng'):
+def align_sentences(samples, sample_rate, sentences, language='eng', aligner=None):
     """Word timings of transcript sentences in a recording.
 
     samples: mono audio (1-D; 2-D is taken as [time, channel] and averaged) at
     `sample_rate`; sentences: [(start, end, text)] in seconds; language: an
-    aeneas language code. Returns (rows, fallbacks): rows [(id, start, end,
-    word)] in seconds (rounded to ms) with id s<sentence>w<word>, and fallbacks
-    [(sentence index, reason)] for the sentences whose words were spread over
-    their span by character length. A sentence without words (punctuation or
-    fillers only) gives no rows but keeps its index."""
+    aeneas language code; aligner as align_plain takes it. Each sentence is
+    aligned within its span by the phonetic aligner (English), and when it
+    cannot, or for other languages, by aeneas. Returns (rows, fallbacks): rows
+    [(id, start, end, word)] in seconds (rounded to ms) with id
+    s<sentence>w<word>, and fallbacks [(sentence index, reason)] for the
+    sentences whose words were spread over their span by character length. A
+    sentence without words (punctuation or fillers only) gives no rows but
+    keeps its index."""
+    aligner = chosen_aligner(aligner, language)
+    samples = to_aeneas_rate(samples, sample_rate)
     rconf = aeneas_configuration()
-    recording = recording_mfcc(to_aeneas_rate(samples, sample_rate), rconf)
+    recording = recording_mfcc(samples, rconf)
     speech = speech_frames(recording)
+    heard = phonetic_alignment.speech_frames(samples) if aligner == PHONETIC else None
     synthesizer = Synthesizer(rconf=rconf)
     rows, fallbacks = [], []
     for index, (start, end, text) in enumerate(sentences):
@@ -106,8 +113,10 @@ def align_sentences(samples, sample_rate, sentences, language='eng'):
         if not words:
             continue
         try:
-            spans = align_sentence(recording, speech, synthesizer, (start, end, text), language,
-                                   rconf)
+            spans = None if heard is None else phonetic_sentence(samples, heard, start, end, words)
+            if spans is None:
+                spans = align_sentence(recording, speech, synthesizer, (start, end, text),
+                                       language, rconf)
         except AlignmentError as error:
             fallbacks.append((index, str(error)))
             spans = spread_by_characters(words, start, end)
@@ -134,16 +143,38 @@ def default_aligner(language):
     return PHONETIC if language in phonetic_alignment.LANGUAGES else AENEAS
 
 
+def chosen_aligner(aligner, language):
+    """`aligner`, or the default one for the language when None; ValueError
+    for the phonetic aligner and a language it does not speak."""
+    aligner = aligner or default_aligner(language)
+    if aligner == PHONETIC and language not in phonetic_alignment.LANGUAGES:
+        raise ValueError('the phonetic aligner speaks %s, not %r'
+                         % (', '.join(sorted(phonetic_alignment.LANGUAGES)), language))
+    return aligner
+
+
+def phonetic_sentence(samples, heard, start, end, words):
+    """(start, end) of each word of a sentence spoken in [start, end] s of
+    16-kHz `samples` by the phonetic aligner, `heard` the recording's speech
+    frames; None when it cannot align them (aeneas then tries)."""
+    first, last = (int(round(t / phonetic_alignment.FRAME_SECONDS)) for t in (start, end))
+    try:
+        spans, _ = phonetic_alignment.align_words(
+            samples[int(round(start * SAMPLE_RATE)):int(round(end * SAMPLE_RATE))], words,
+            heard[first:last])
+    except phonetic_alignment.PhoneticAlignmentError as error:
+        helper.development_msg('sentence at %.3f-%.3f s: %s; aeneas aligns it', start, end, error)
+        return None
+    return [(word_start + start, word_end + start) for word_start, word_end in spans]
+
+
 def align_plain(samples, sample_rate, text, language='eng', aligner=None):
     """A PlainAlignment of plain text spoken over the whole recording.
     aligner: PHONETIC, AENEAS or None (default_aligner); PHONETIC for a
     language the phonetic aligner does not speak is a ValueError. When the
     phonetic aligner fails, aeneas aligns; when aeneas fails, the words are
     spread. AlignmentError when the recording is too short for aeneas."""
-    aligner = aligner or default_aligner(language)
-    if aligner == PHONETIC and language not in phonetic_alignment.LANGUAGES:
-        raise ValueError('the phonetic aligner speaks %s, not %r'
-                         % (', '.join(sorted(phonetic_alignment.LANGUAGES)), language))
+    aligner = chosen_aligner(aligner, language)
     words = helper.normalise_words(text)
     if not words:
         return PlainAlignment([], None, 0, [])
@@ -159,7 +190,7 @@ def align_plain(samples, sample_rate, text, language='eng', aligner=None):
                                    'aeneas aligns them', len(words), error)
             failures.append((PHONETIC, str(error)))
     rows, spread = align_sentences(samples, SAMPLE_RATE,
-                                   [(0.0, len(samples) / SAMPLE_RATE, text)], language)
+                                   [(0.0, len(samples) / SAMPLE_RATE, text)], language, AENEAS)
     failures += [(AENEAS, reason) for _, reason in spread]
     return PlainAlignment([(start, end, word) for _, start, end, word in rows],
                           SPREAD if spread else AENEAS, 0, failures)

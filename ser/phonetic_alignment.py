@@ -54,20 +54,24 @@ def decoder():
     return _decoder
 
 
-def align_words(samples, words):
+def align_words(samples, words, speech=None):
     """(spans, guessed): (start, end) in seconds (rounded to ms) of each of
     `words` (normalised, in order) spoken over 16-kHz mono `samples`, and the
-    number of distinct words whose pronunciation came from espeak.
-    PhoneticAlignmentError when they cannot be aligned."""
+    number of distinct words whose pronunciation came from espeak. speech:
+    the samples' speech frames (speech_frames), when they are part of a
+    longer recording whose levels set the threshold. PhoneticAlignmentError
+    when they cannot be aligned, or there is no speech to align them to."""
     if not words:
         return [], 0
+    speech = speech_frames(samples) if speech is None else speech
+    if not speech.any():
+        raise PhoneticAlignmentError('no speech found')
     guessed = add_missing_words(words)
     segments = decode(samples, words)
     spoken = [(word, start, end) for word, start, end in segments if word not in NOT_WORDS]
     if [word for word, _, _ in spoken] != list(words):
         raise PhoneticAlignmentError('the decoder returned %d of the %d words'
                                      % (len(spoken), len(words)))
-    speech = speech_frames(samples)
     spans = [trim_pauses(speech, start, end) for _, start, end in spoken]
     return [(round(start, 3), round(end, 3)) for start, end in spans], guessed
 

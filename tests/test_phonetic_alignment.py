@@ -81,6 +81,37 @@ def test_misspelt_words_are_pronounced_by_espeak_and_still_placed(sonnet):
     assert accuracy['mean_abs_start_error'] <= MAX_MEAN_START_ERROR
 
 
+def test_transcript_sentences_are_aligned_phonetically_within_their_spans(sonnet, monkeypatch):
+    samples, _, truth = sonnet
+    # The title and the four lines, each span from 0.15 s before its first word to 0.15 s after
+    # its last.
+    lines = [(0, 1), (1, 7), (7, 14), (14, 22), (22, 29)]
+    sentences = [(truth[first][0] - 0.15, truth[last - 1][1] + 0.15,
+                  ' '.join(word for _, _, word in truth[first:last])) for first, last in lines]
+    rows, fallbacks = alignment.align_sentences(samples, alignment.SAMPLE_RATE, sentences, 'eng')
+    assert fallbacks == []
+    assert [row[0] for row in rows] == ['s%dw%d' % (index, number) for index, (first, last)
+                                        in enumerate(lines) for number in range(last - first)]
+    accuracy = alignment.alignment_accuracy(rows, truth)
+    assert accuracy['midpoint_inside_fraction'] >= MIN_MIDPOINT_INSIDE
+    assert accuracy['mean_abs_start_error'] <= MAX_MEAN_START_ERROR
+    # A sentence the phonetic aligner cannot align is aeneas's, still within its span.
+    real = phonetic_alignment.align_words
+
+    def fail_on_thereby(samples, words, speech=None):
+        if 'thereby' in words:
+            raise phonetic_alignment.PhoneticAlignmentError('test')
+        return real(samples, words, speech)
+
+    monkeypatch.setattr(phonetic_alignment, 'align_words', fail_on_thereby)
+    again, fallbacks = alignment.align_sentences(samples, alignment.SAMPLE_RATE, sentences, 'eng')
+    assert fallbacks == []
+    assert [row for row in again if not row[0].startswith('s2')] == \
+        [row for row in rows if not row[0].startswith('s2')]
+    assert all(sentences[2][0] <= row[1] <= row[2] <= sentences[2][1]
+               for row in again if row[0].startswith('s2'))
+
+
 def test_an_answer_does_not_depend_on_what_the_process_aligned_before(sonnet):
     samples, text, _ = sonnet
     first = alignment.align_text(samples, alignment.SAMPLE_RATE, text)

@@ -126,7 +126,7 @@ def test_plot_and_summary(cli_runs, recording):
 
 @pytest.mark.slow
 def test_text_transcript_and_none(model, tmp_path):
-    """--text (the phonetic aligner) and --transcript (aeneas) are aligned,
+    """--text and --transcript are aligned (by the phonetic aligner),
     none spread; --recognise hears words itself; without text the model
     hears zeros where the words were."""
     wav = tmp_path / 'spoken.wav'
@@ -153,7 +153,7 @@ def test_text_transcript_and_none(model, tmp_path):
             assert summary['words'] >= 1 and 'word(s) recognised' in result.stderr
         else:
             assert summary['words'] == len(SENTENCE.split())
-            assert summary['fallback_sentences'] == 0   # aeneas aligned it, no spreading
+            assert summary['fallback_sentences'] == 0   # aligned, no spreading
         timestamps, timelines[name] = read_timeline(str(output))
         assert len(timestamps) == math.ceil(duration / 0.25)
     assert np.max(np.abs(timelines['text'] - timelines['none'])) > 1e-3
