@@ -58,31 +58,31 @@ def check_compatible(checkpoint_dir, dataset_dir):
     return DatasetInfo.load(checkpoint_dir).check_compatible(DatasetInfo.load(dataset_dir))
 
 
-class PortionModel:
-    """The inference model (ser.inference.Predictor, as predict.py and the
-    service run it) over every segment of a portion. Its graph and session
-    are built once, so that each checkpoint evaluated (--watch evaluates
-    many) costs its restore and the pass over the segments, read one at a
-    time. With chunk_seconds, each segment runs in chunks of that length, the
-    LSTM state carried over (the same predictions in bounded memory); 0: each
-    segment in one pass."""
+class PortionModel(inference.Predictor):
+    """The inference model (a Predictor, as predict.py and the service run
+    it) over every segment of a portion. Its graph and session are built
+    once, so that each checkpoint evaluated (--watch evaluates many) costs its
+    restore and the pass over the segments, read one at a time. With
+    chunk_seconds, each segment runs in chunks of that length, the LSTM state
+    carried over (the same predictions in bounded memory); 0: each segment in
+    one pass."""
 
     def __init__(self, config, dataset_dir, portion, device,
                  precision=helper.DEFAULT_PRECISION, chunk_seconds=0):
-        self.info = DatasetInfo.load(dataset_dir)
+        info = DatasetInfo.load(dataset_dir)
         self.portion = portion
-        self.paths = self.info.portion_files(portion)
-        self.chunk_frames = (inference.chunk_frames_for(chunk_seconds, self.info.label_step_ms)
+        self.paths = info.portion_files(portion)
+        self.chunk_frames = (inference.chunk_frames_for(chunk_seconds, info.label_step_ms)
                              if chunk_seconds else None)
         graph = tf.Graph()
         with graph.as_default(), tf.device(helper.configure_device(device)):
             inputs, outputs = inference.inference_graph(
-                self.info.frame_samples, self.info.embedding_dim, config['hidden_units'],
+                info.frame_samples, info.embedding_dim, config['hidden_units'],
                 config['modality'])
             self._saver = tf.train.Saver(var_list=models.model_variables())
-        self._session = tf.Session(graph=graph, config=helper.session_config(
-            device, precision=precision))
-        self._predictor = inference.Predictor(self._session, inputs, outputs, self.info, {})
+        session = tf.Session(graph=graph, config=helper.session_config(device,
+                                                                         precision=precision))
+        super().__init__(session, inputs, outputs, info, {})
 
     def predictions(self, prefix):
         """[{id, timestamps [N], predictions [N,2], labels [N,2]}] of every
@@ -91,21 +91,11 @@ class PortionModel:
         results = []
         for path in tqdm(self.paths, desc=self.portion, unit='seg', file=sys.stderr,
                          dynamic_ncols=True):
-            segment = records.read_tfrecord(path, self.info.frame_samples,
-                                            self.info.embedding_dim)
-            segment['predictions'] = self._predictor.predict(
-                segment.pop('audio'), segment.pop('embeddings'), self.chunk_frames)
+            segment = records.read_tfrecord(path, self.frame_samples, self.embedding_dim)
+            segment['predictions'] = self.predict(segment.pop('audio'),
+                                                  segment.pop('embeddings'), self.chunk_frames)
             results.append(segment)
         return results
-
-    def close(self):
-        self._session.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
 
 
 def portion_metrics(segments):
