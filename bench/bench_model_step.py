@@ -29,47 +29,26 @@ import sys
 import time
 
 from absl import flags
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
-from bench import machine, options  # noqa: E402
-from ser import records, training  # noqa: E402
+from bench import machine, options, step_graph  # noqa: E402
+from ser import records  # noqa: E402
 
 tf = helper.import_tensorflow()
 
 FLAGS = flags.FLAGS
 options.define_window_shape()
-flags.DEFINE_integer('sample_rate', 16000, 'Audio rate; a frame holds rate/4 samples.',
-                     lower_bound=1000)
-flags.DEFINE_integer('embedding_dim', 100, 'Embedding values per frame (data_generator default).',
-                     lower_bound=1)
+options.define_step_shape()
 flags.DEFINE_integer('hidden_units', models.DEFAULT_HIDDEN_UNITS, 'LSTM units.', lower_bound=1)
-flags.DEFINE_integer('warmup', 3, 'Untimed steps first.', lower_bound=1)
 flags.DEFINE_integer('steps', 10, 'Timed steps; the median is reported.', lower_bound=1)
 options.define_xla()
 flags.DEFINE_integer('device', -1, 'GPU id; -1 (default) for the CPU.')
-flags.DEFINE_integer('seed', 0, 'Seed of the inputs and weights.')
 flags.DEFINE_list('precisions', None, 'Precisions to time, of fp32, bf16, fp16 (train.py '
                   '--precision); default: fp32 and bf16 on the CPU, fp32 and fp16 on a GPU.')
 options.define_verbose('every step time')
 flags.adopt_module_key_flags(options)  # --help lists them with this script's own
-
-
-def constant_inputs(batch_size, steps, frame_samples, embedding_dim, seed):
-    """Random audio, embeddings and labels as non-trainable variables (so they
-    are not folded into the graph as constants), and an all-ones mask."""
-    rng = np.random.default_rng(seed)
-    values = {
-        'audio': rng.uniform(-0.5, 0.5, (batch_size, steps, frame_samples)),
-        'embeddings': rng.standard_normal((batch_size, steps, embedding_dim)),
-        'labels': rng.uniform(-1, 1, (batch_size, steps, len(helper.DIMENSIONS))),
-    }
-    inputs = {name: tf.Variable(value.astype(np.float32), trainable=False, name=name)
-              for name, value in values.items()}
-    inputs['mask'] = tf.ones([batch_size, steps], tf.float32)
-    return inputs
 
 
 def device_precisions(device):
@@ -78,30 +57,14 @@ def device_precisions(device):
     return ['fp32', 'fp16' if on_gpu else 'bf16']
 
 
-def training_session(batch_size, sequence_length, frame_samples, embedding_dim, hidden_units,
-                     xla, device, seed, precision):
-    """(session, fetches) of one training step on constant inputs, initialised."""
-    graph = tf.Graph()
-    with graph.as_default(), tf.device(helper.configure_device(device)):
-        tf.set_random_seed(seed)
-        inputs = constant_inputs(batch_size, sequence_length, frame_samples, embedding_dim, seed)
-        with training.xla_scope(xla):
-            train_op, loss, _ = training.training_step(
-                inputs, training.Settings(hidden_units=hidden_units, skip_padding=False))
-        session = tf.Session(config=helper.session_config(device, xla=xla, precision=precision))
-        session.run(tf.global_variables_initializer())
-    return session, [train_op, loss]
-
-
 def run(batch_size=5, sequence_length=100, sample_rate=16000, embedding_dim=100,
         hidden_units=models.DEFAULT_HIDDEN_UNITS, warmup=3, steps=10, xla=False, device=-1,
         seed=0, precisions=('fp32',)):
     """{precision: {'frames_per_s', 'step_seconds' [steps], ...}} of timed
     training steps, the precisions' steps alternating."""
-    sessions = {precision: training_session(batch_size, sequence_length,
-                                            records.frame_samples_for(sample_rate),
-                                            embedding_dim, hidden_units, xla, device, seed,
-                                            precision)
+    sessions = {precision: step_graph.training_session(
+                    batch_size, sequence_length, records.frame_samples_for(sample_rate),
+                    embedding_dim, hidden_units, xla, device, seed, precision)
                 for precision in precisions}
     seconds = {precision: [] for precision in precisions}
     cpu_seconds = {precision: [] for precision in precisions}

@@ -25,3 +25,14 @@ def define_window_shape():
 
 def define_xla():
     flags.DEFINE_bool('xla', False, 'XLA JIT compilation of the training step (train.py --xla).')
+
+
+def define_step_shape():
+    """The frames of the step benchmarks: audio rate, embedding width,
+    warm-up steps and the seed of their inputs and weights."""
+    flags.DEFINE_integer('sample_rate', 16000, 'Audio rate; a frame holds rate/4 samples.',
+                         lower_bound=1000)
+    flags.DEFINE_integer('embedding_dim', 100, 'Embedding values per frame (data_generator '
+                         'default).', lower_bound=1)
+    flags.DEFINE_integer('warmup', 3, 'Untimed steps first.', lower_bound=1)
+    flags.DEFINE_integer('seed', 0, 'Seed of the inputs and weights.')

@@ -35,8 +35,8 @@ import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import corpus, machine, options  # noqa: E402
 
 FLAGS = flags.FLAGS
-STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'train', 'eval', 'predict',
-          'service', 'long_audio', 'stream')
+STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'step_profile', 'train',
+          'eval', 'predict', 'service', 'decoding', 'long_audio', 'stream')
 flags.DEFINE_list('stages', list(STAGES), 'Stages to run, of: %s.' % ', '.join(STAGES))
 flags.DEFINE_string('output', os.path.join(corpus.REPO, 'bench', 'results', 'latest.json'),
                     'Where the results JSON goes.')
@@ -61,6 +61,8 @@ flags.DEFINE_integer('service_utterances', 8, 'Different 5 s utterances the serv
                      'sends in turn.', lower_bound=1)
 flags.DEFINE_integer('long_audio_minutes', 60, 'Minutes of audio predict.py runs on in the '
                      'long-audio benchmark (its memory is the figure).', lower_bound=1)
+flags.DEFINE_float('decoding_seconds', 600.0, 'Length of the decoding benchmark\'s uploads '
+                   '(serve.py --max_audio_seconds).', lower_bound=1.0)
 flags.DEFINE_float('stream_seconds', 60.0, 'Seconds of audio of the stream benchmark\'s single '
                    'stream (and, up to 20, of each concurrent run).', lower_bound=2.0)
 flags.DEFINE_list('stream_counts', ['4', '8', '12', '16'], 'Concurrent streams the stream '
@@ -87,7 +89,8 @@ TARGETS = (
 CPU_INSTRUCTION_PREFIXES = ('sse4', 'avx', 'fma', 'f16c', 'amx')
 UNITS = {'alignment': 'audio s per wall s', 'frames_per_s': 'frames/s',
          'predict_rtf': 'model s per audio s', '_ms_': 'ms', 'requests_per_s': 'requests/s',
-         '_mb_': 'MB', 'streams': 'streams'}
+         '_mb_': 'MB', 'streams': 'streams', 'gflops': 'GFLOP/s', 'flops_per_frame': 'FLOP',
+         'fraction': 'of peak', 'decode_seconds': 's'}
 
 
 def stage_arguments(stage):
@@ -102,6 +105,7 @@ def stage_arguments(stage):
         + ['--batches=%d' % FLAGS.input_batches],
         'model_step': shapes + xla + ['--steps=%d' % FLAGS.model_steps, '--seed=%d' % FLAGS.seed,
                                       '--sample_rate=%d' % FLAGS.sample_rate],
+        'step_profile': shapes + ['--seed=%d' % FLAGS.seed, '--sample_rate=%d' % FLAGS.sample_rate],
         'train': corpus.corpus_flags() + shapes + xla
         + ['--max_steps=%d' % FLAGS.train_steps, '--warmup_steps=%d' % FLAGS.train_warmup_steps,
            '--log_every_n_steps=%d' % FLAGS.train_log_every_n_steps],
@@ -109,6 +113,7 @@ def stage_arguments(stage):
         'predict': repeats + ['--duration=%g' % FLAGS.predict_duration, '--seed=%d' % FLAGS.seed],
         'service': ['--requests=%d' % FLAGS.service_requests,
                     '--utterances=%d' % FLAGS.service_utterances, '--seed=%d' % FLAGS.seed],
+        'decoding': ['--seconds=%g' % FLAGS.decoding_seconds],
         'long_audio': ['--minutes=%d' % FLAGS.long_audio_minutes,
                        '--one_pass_minutes=%d' % min(5, FLAGS.long_audio_minutes),
                        '--seed=%d' % FLAGS.seed],

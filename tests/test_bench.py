@@ -19,8 +19,8 @@ from ser import training
 
 # The bench scripts run as their own processes only, like every script.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'train', 'eval', 'predict',
-          'service', 'long_audio', 'stream')
+STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'step_profile', 'train',
+          'eval', 'predict', 'service', 'decoding', 'long_audio', 'stream')
 # 6 videos of 5 s (2-4 segments each; train, devel and test after the split, and
 # unlabelled test videos), 1 kHz audio (250 samples per frame), windows of 2 x 10
 # frames: every stage in seconds.
@@ -28,13 +28,16 @@ TINY = ['--videos=6', '--seconds_per_video=5', '--sample_rate=1000', '--batch_si
         '--sequence_length=10', '--repeats=1', '--model_steps=2', '--train_steps=6',
         '--train_warmup_steps=2', '--train_log_every_n_steps=2', '--input_batches=5',
         '--predict_duration=5', '--service_requests=2', '--service_utterances=2',
-        '--long_audio_minutes=1', '--stream_seconds=2', '--stream_counts=1']
+        '--long_audio_minutes=1', '--stream_seconds=2', '--stream_counts=1',
+        '--decoding_seconds=5']
 METRICS = ('alignment_rtf_1worker', 'alignment_rtf_all_workers', 'tfrecord_frames_per_s',
            'input_pipeline_frames_per_s', 'model_step_frames_per_s', 'model_step_frames_per_s_bf16',
            'train_frames_per_s', 'train_real_frames_per_s', 'train_real_frames_per_s_baseline',
            'eval_frames_per_s', 'predict_rtf_5s', 'service_p50_ms_1client',
            'service_p95_ms_4clients', 'service_requests_per_s_4clients',
-           'predict_max_rss_mb_1min', 'stream_frame_latency_ms_p95', 'stream_max_realtime_streams')
+           'predict_max_rss_mb_1min', 'stream_frame_latency_ms_p95', 'stream_max_realtime_streams',
+           'step_flops_per_frame', 'step_gflops_per_s', 'step_peak_fraction',
+           'decode_peak_mb_worst', 'decode_output_mb_worst', 'decode_seconds_worst')
 
 
 @pytest.fixture(scope='module')
