@@ -3,7 +3,7 @@ with its assets, gone with --no_page, and used in a real headless Chromium
 driven over the DevTools protocol: a fake microphone fed from a WAV streams
 to /emotion-stream, and a chosen file is posted to /emotion-recognition.
 
-The model is the seeded random checkpoint of test_serve.py (tiny dataset,
+The model is the seeded random checkpoint of serve_fixtures.py (tiny dataset,
 1000 Hz): these tests check the page against the service, not what a model
 learnt. The browser tests need Debian's chromium (make system-packages
 installs it) and are skipped, saying why, where it is missing."""
@@ -26,8 +26,8 @@ from websockets.sync.client import connect
 
 from model_fixtures import REPO
 from ser import emotion, page, service
-# checkpoint: test_serve.py's fixture, the seeded random model.
-from test_serve import SENTENCES, Server, checkpoint, encoded, wav_bytes  # noqa: F401
+# checkpoint: the seeded random model's fixture.
+from serve_fixtures import SENTENCES, Server, checkpoint, encoded, wav_bytes  # noqa: F401
 
 CHROMIUM = shutil.which('chromium')
 needs_chromium = pytest.mark.skipif(
