@@ -146,6 +146,7 @@ def copy_without_features(late, tmp_path):
     return copy, helper.MuseLayout(copy)
 
 
+@pytest.mark.slow
 def test_the_corpus_s_unlabelled_videos_start_late_and_have_features(late):
     layout = late['layout']
     assert late['unlabelled']
@@ -158,6 +159,7 @@ def test_the_corpus_s_unlabelled_videos_start_late_and_have_features(late):
         assert rows[helper.split_segment_name(name)[1]][0].timestamp == late['starts'][name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('features', [True, False], ids=['by features', 'by words'])
 def test_unlabelled_segments_are_placed_exactly(late, tmp_path, features):
     muse_dir, layout = (late['muse'], late['layout']) if features else \
@@ -174,6 +176,7 @@ def test_unlabelled_segments_are_placed_exactly(late, tmp_path, features):
         assert_sync_map_is(work_dir, name, given_times(layout, name, late['starts'][name]))
 
 
+@pytest.mark.slow
 def test_a_segment_that_cannot_be_placed_is_a_warning_not_a_failure(late, tmp_path):
     muse_dir, layout = copy_without_features(late, tmp_path)
     name = late['unlabelled'][0]
