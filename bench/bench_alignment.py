@@ -1,7 +1,7 @@
-"""Forced-alignment speed: synchronisation_map_generator.py --aligner aeneas on
-the generated corpus.
+"""Forced-alignment speed: synchronisation_map_generator.py --aligner aeneas
+(or --aligner phonetic, or given) on the generated corpus.
 
-    .venv/bin/python bench/bench_alignment.py [--work_dir DIR] [--repeats 3]
+    .venv/bin/python bench/bench_alignment.py [--work_dir DIR] [--repeats 3] [--aligner phonetic]
 
 Runs the script itself (--overwrite, so every segment is aligned) with one
 worker and with all cores, --repeats times each, and reads the speed it
@@ -27,9 +27,9 @@ from bench import corpus, machine  # noqa: E402
 FLAGS = flags.FLAGS
 
 # ---- Benchmark flags ----
-flags.DEFINE_enum('aligner', 'aeneas', ('aeneas', 'given'),
-                  'synchronisation_map_generator.py --aligner to time: aeneas re-aligns every '
-                  'word (the costly path); given only converts MuSe\'s times.')
+flags.DEFINE_enum('aligner', 'aeneas', ('aeneas', 'phonetic', 'given'),
+                  'synchronisation_map_generator.py --aligner to time: aeneas and phonetic '
+                  're-align every word (the costly paths); given only converts MuSe\'s times.')
 flags.DEFINE_integer('repeats', 3, 'Runs per worker count; the median is reported.',
                      lower_bound=1)
 flags.DEFINE_bool('verbose', False, 'Development messages (every run).')
