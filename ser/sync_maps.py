@@ -180,6 +180,8 @@ def given_words(job, words, samples, duration):
     if not fits and placement != LABELS:
         aligned = alignment.align_plain(samples, alignment.SAMPLE_RATE,
                                         muse.transcript_text(words), job.language)
+        if aligned.method is None:      # only fillers and punctuation: no word to place
+            return SegmentWords([], None, aligned, None, None)
         start_ms, reason = (None, 'its words could not be aligned') \
             if aligned.method == alignment.SPREAD else muse.start_from_words(words, aligned.words)
         if start_ms is None or not muse.word_time_base(words, start_ms, duration * 1000.0):

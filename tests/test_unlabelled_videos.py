@@ -194,6 +194,21 @@ def test_a_segment_that_cannot_be_placed_is_a_warning_not_a_failure(late, tmp_pa
     assert [row[3] for row in rows] == [w for _, _, w in given_times(layout, name, 0)]
 
 
+def test_a_segment_of_fillers_only_needs_no_place(tmp_path):
+    muse_dir = str(tmp_path / 'MuSe-CaR')
+    layout = helper.MuseLayout(muse_dir)
+    write(layout.partition_path, 'Id,Proposal\n8,test\n')
+    os.makedirs(layout.audio_dir('8'), exist_ok=True)
+    soundfile.write(os.path.join(layout.audio_dir('8'), '8_3.wav'),
+                    np.zeros(16000, dtype=np.float32), 16000)
+    write(layout.transcript_path('8_3'), 'start,end,segment_id,word\n4000,4300,3,<filler>\n')
+    work_dir = str(tmp_path / 'work')
+    process = run_sync_maps(muse_dir, work_dir)
+    assert process.returncode == 0, process.stderr
+    assert 'cannot be placed' not in process.stderr
+    assert helper.read_table(helper.sync_map_path(work_dir, '8_3'), SYNC_COLUMNS) == []
+
+
 @pytest.mark.slow
 def test_every_step_runs_on_a_corpus_whose_unlabelled_videos_start_late(late, tmp_path):
     work_dir = str(tmp_path / 'work')
