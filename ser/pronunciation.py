@@ -22,7 +22,7 @@ ESPEAK_TO_CMU = {
     'aI': 'AY', 'aI@': 'AY ER', 'aI3': 'AY ER', 'aU': 'AW', 'aU@': 'AW ER',
     '@': 'AH', '@2': 'AH', '@5': 'AH', '@L': 'AH L', '@r': 'ER', '3': 'ER', '3:': 'ER',
     'e': 'EH', 'E': 'EH', 'E2': 'EH', 'E#': 'EH', 'e@': 'EH R', 'eI': 'EY',
-    'i': 'IY', 'i:': 'IY', 'i@': 'IH R', 'i@3': 'IH R', 'I': 'IH', 'I2': 'IH', 'I#': 'IH',
+    'i': 'IY', 'i:': 'IY', 'i@': 'IY AH', 'i@3': 'IH R', 'I': 'IH', 'I2': 'IH', 'I#': 'IH',
     'I2#': 'IH', '0': 'AA', '0#': 'AA', 'O': 'AO', 'O:': 'AO', 'O@': 'AO R', 'o@': 'AO R',
     'OI': 'OY', 'oU': 'OW', 'oU#': 'OW', 'o': 'OW', 'U': 'UH', 'U@': 'UH R', 'u': 'UW',
     'u:': 'UW', 'V': 'AH', 'y': 'UW',
@@ -71,14 +71,16 @@ def espeak_phonemes(words):
 
 def cmu_phones(mnemonics):
     """CMU phones of one word's espeak mnemonics, matched longest first; a
-    character the table does not know is left out."""
+    character the table does not know is left out, and an R that an
+    r-coloured vowel already spelt out is not doubled (zero: Z IH R OW)."""
     text = mnemonics.translate(MARKS).replace(' ', '')
     phones, position = [], 0
     while position < len(text):
         for length in range(min(LONGEST, len(text) - position), 0, -1):
             mapped = ESPEAK_TO_CMU.get(text[position:position + length])
             if mapped:
-                phones += mapped.split()
+                phones += [phone for phone in mapped.split()
+                           if not (phone == 'R' and phones and phones[-1] == 'R')]
                 position += length
                 break
         else:

@@ -147,6 +147,7 @@ def test_espeak_pronounces_what_the_dictionary_lacks_in_cmu_phones():
     assert pronunciation.cmu_phones("f'aI@") == ['F', 'AY', 'ER']
     assert pronunciation.cmu_phones("b,i:;,Emd'Vb@Lj,u:") == \
         'B IY EH M D AH B AH L Y UW'.split()
+    assert pronunciation.cmu_phones("z'i@roU") == ['Z', 'IH', 'R', 'OW']
     assert pronunciation.pronounce([]) == {}
 
 
