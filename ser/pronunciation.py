@@ -22,7 +22,7 @@ ESPEAK_TO_CMU = {
     'aI': 'AY', 'aI@': 'AY ER', 'aI3': 'AY ER', 'aU': 'AW', 'aU@': 'AW ER',
     '@': 'AH', '@2': 'AH', '@5': 'AH', '@L': 'AH L', '@r': 'ER', '3': 'ER', '3:': 'ER',
     'e': 'EH', 'E': 'EH', 'E2': 'EH', 'E#': 'EH', 'e@': 'EH R', 'eI': 'EY',
-    'i': 'IY', 'i:': 'IY', 'i@': 'IY AH', 'i@3': 'IH R', 'I': 'IH', 'I2': 'IH', 'I#': 'IH',
+    'i': 'IY', 'i:': 'IY', 'i@': 'IY AH', 'i@r': 'IH R', 'i@3': 'IH R', 'I': 'IH', 'I2': 'IH', 'I#': 'IH',
     'I2#': 'IH', '0': 'AA', '0#': 'AA', 'O': 'AO', 'O:': 'AO', 'O@': 'AO R', 'o@': 'AO R',
     'OI': 'OY', 'oU': 'OW', 'oU#': 'OW', 'o': 'OW', 'U': 'UH', 'U@': 'UH R', 'u': 'UW',
     'u:': 'UW', 'V': 'AH', 'y': 'UW',
