@@ -162,7 +162,8 @@ def main(argv):
             service.create_app(app_service, with_page=not FLAGS.no_page), FLAGS.host,
             FLAGS.port, head_timeout=FLAGS.client_timeout_seconds / 3,
             max_connections=FLAGS.max_connections,
-            graceful_shutdown_seconds=GRACEFUL_SHUTDOWN_SECONDS)
+            graceful_shutdown_seconds=GRACEFUL_SHUTDOWN_SECONDS,
+            bad_request_body=service.error_body('the request is not valid HTTP/1.1'))
         server.run()
     return 0 if server.started else 1
 

@@ -122,14 +122,20 @@ def check_format(rate, channels, name):
     """InputError for a rate or channel count no recording has."""
     if not isinstance(rate, int) or not 1000 <= rate <= MAX_SAMPLE_RATE:
         raise helper.InputError(name, None, 'a sample rate of %s Hz is not accepted (1000 to '
-                                '%d Hz)' % (rate, MAX_SAMPLE_RATE))
+                                '%d Hz)' % (shown(rate), MAX_SAMPLE_RATE))
     if not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
         raise helper.InputError(name, None, '%s channels are not accepted (1 to %d)'
-                                % (channels, MAX_CHANNELS))
+                                % (shown(channels), MAX_CHANNELS))
     if rate * channels > MAX_SAMPLES_PER_SECOND:
         raise helper.InputError(name, None, '%d channels at %d Hz are more samples a second '
                                 'than accepted (rate x channels up to %d)'
                                 % (channels, rate, MAX_SAMPLES_PER_SECOND))
+
+
+def shown(value, width=12):
+    """A caller's number as a message may repeat it: cut when long."""
+    text = str(value)
+    return text if len(text) <= width else text[:width] + '...'
 
 
 def check_duration(seconds, max_seconds, name):
@@ -165,7 +171,10 @@ class _Mono:
                                     '%.3g; float audio lies within [-1, 1]'
                                     % np.abs(block).max())
         self.frames += len(block)
-        check_duration(self.frames / self.rate, self.max_seconds, self.name)
+        if self.max_seconds is not None and self.frames / self.rate > self.max_seconds:
+            # Decoding stops here: how long the whole is, nobody knows.
+            raise TooLong(self.name, None, 'audio lasts more than the %g s accepted'
+                          % self.max_seconds)
         mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
         self._resample(mono, last=False)
 
@@ -306,6 +315,18 @@ def _decode(head, size, source, path, targets, max_seconds, name, cancelled, rea
         return _read_with_ffmpeg(file_name, container, targets, max_seconds, name, cancelled)
 
 
+class _Upload(io.BytesIO):
+    """The upload as libsndfile reads it: a seek before its start (which a
+    corrupt header asks for) fails quietly instead of printing a traceback
+    from inside the C library's callback."""
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        try:
+            return super().seek(offset, whence)
+        except ValueError:
+            return self.tell()
+
+
 class _PrivateCopy:
     """The bytes in a file of their own, in a directory only this user reads,
     removed on leaving."""
@@ -331,7 +352,7 @@ def decode_bytes(data, sample_rates, max_seconds=None, name='audio', cancelled=N
     of `sample_rates`. InputError (naming `name`, in the caller's terms) for
     anything but complete audio in an accepted container; TooLong past
     `max_seconds`; helper.Cancelled once `cancelled` (an Event) is set."""
-    return _decode(data[:HEAD_BYTES], len(data), io.BytesIO(data), lambda: _PrivateCopy(data),
+    return _decode(data[:HEAD_BYTES], len(data), _Upload(data), lambda: _PrivateCopy(data),
                    sample_rates, max_seconds, name, cancelled, 'this service accepts')
 
 

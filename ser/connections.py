@@ -6,9 +6,15 @@ request head at h11's incomplete-event size and a WebSocket message at
 `ws_max_size`; but a connection that never sends a complete request head
 (nothing at all, or half a head) stays open for ever. HeadTimeoutProtocol
 closes it once `head_timeout` seconds pass without a complete head; the
-body's own deadline is the application's (ser.service.read_body).
+body's own deadline is the application's (ser.service.read_body). A request
+h11 cannot parse (two Content-Length headers, a header line over the limit,
+a broken chunk) gets the service's JSON error, not uvicorn's plain text; past
+`limit_concurrency`, uvicorn's own 503 answers before any application runs.
 """
 
+import json
+
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -25,6 +31,15 @@ class HeadTimeoutProtocol(H11Protocol):
     their last answer."""
 
     head_timeout = 10.0
+    bad_request_body = b'{}'
+
+    def send_400_response(self, msg):
+        del msg   # h11's words: the caller gets the service's
+        headers = [(b'content-type', b'application/json'), (b'connection', b'close')]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b'Bad Request'),
+                      h11.Data(data=self.bad_request_body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def connection_made(self, transport):
         super().connection_made(transport)
@@ -60,10 +75,13 @@ class HeadTimeoutProtocol(H11Protocol):
             self.transport.close()
 
 
-def server(app, host, port, head_timeout, max_connections, graceful_shutdown_seconds):
-    """A uvicorn.Server for `app` with the bounds above."""
+def server(app, host, port, head_timeout, max_connections, graceful_shutdown_seconds,
+           bad_request_body):
+    """A uvicorn.Server for `app` with the bounds above; `bad_request_body`
+    (a dict) is the JSON a request that is not HTTP gets."""
     protocol = type('HeadTimeoutProtocol', (HeadTimeoutProtocol,),
-                    {'head_timeout': head_timeout})
+                    {'head_timeout': head_timeout,
+                     'bad_request_body': json.dumps(bad_request_body).encode()})
     return uvicorn.Server(uvicorn.Config(
         app, host=host, port=port, http=protocol, ws='websockets-sansio',
         ws_max_size=WS_MAX_MESSAGE_BYTES, limit_concurrency=max_connections,

@@ -72,6 +72,7 @@ import anyio.to_thread
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
@@ -363,12 +364,15 @@ async def read_body(request, limits):
         raise too_large
     chunks, size = [], 0
     with anyio.move_on_after(limits.client_timeout_seconds) as timer:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > DRAIN_FACTOR * limit:
-                raise too_large
-            if size <= limit:
-                chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > DRAIN_FACTOR * limit:
+                    raise too_large
+                if size <= limit:
+                    chunks.append(chunk)
+        except ClientDisconnect:   # gone, or its framing broke: nobody to answer
+            raise helper.Cancelled('the client left before its body arrived') from None
     if timer.cancelled_caught:
         raise RequestError(408, 'the request body did not arrive within %g s'
                            % limits.client_timeout_seconds)
@@ -545,7 +549,7 @@ async def serve_stream(service, websocket, limiter):
                 reason = apply_text_message(stream, message['text'], limits.max_words)
             if stream.ready_frames():
                 await run_and_send(stream.advance)
-        if stream.received == 0:
+        if stream.heard == 0:
             raise streaming.StreamError('the stream ended without audio')
         await run_and_send(stream.finish)
         summary = stream_summary(service, stream, options)
@@ -678,4 +682,7 @@ def create_app(service, with_page=True):
               WebSocketRoute('/emotion-stream', emotion_stream)]
     if with_page:
         routes += page.routes()
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    # A redirect to the Host header's name would send callers wherever a request says.
+    app.router.redirect_slashes = False
+    return app

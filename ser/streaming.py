@@ -102,6 +102,7 @@ class Stream:
             self._resampler = soxr.ResampleStream(sample_rate, predictor.sample_rate, 1,
                                                   dtype='float32')
         self._partial = b''            # bytes of an incomplete sample
+        self.heard = 0                 # samples received, at the stream's rate
         self._audio = np.zeros(0, dtype=np.float32)
         self._audio_start = 0          # sample index of self._audio[0]
         self.received = 0              # samples at the model's rate
@@ -130,6 +131,7 @@ class Stream:
         usable = len(data) - len(data) % (2 * self.channels)
         self._partial = data[usable:]
         samples = np.frombuffer(data[:usable], dtype='<i2').astype(np.float32) / PCM_SCALE
+        self.heard += usable // (2 * self.channels)
         self._append(samples.reshape(-1, self.channels).mean(axis=1, dtype=np.float32))
 
     def _append(self, samples, last=False):

@@ -338,6 +338,36 @@ def test_connections_without_a_whole_request_are_closed(server):
     assert server.request('GET', '/health')[0] == 200
 
 
+def test_a_request_that_is_not_http_gets_the_json_error(server):
+    with socket.create_connection(('127.0.0.1', server.port)) as connection:
+        connection.sendall(b'POST /emotion-recognition HTTP/1.1\r\nHost: x\r\n'
+                           b'Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!')
+        connection.settimeout(30)
+        answer = b''
+        while True:    # the server closes after it
+            piece = connection.recv(4096)
+            if not piece:
+                break
+            answer += piece
+    head, _, body = answer.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 400 ') and b'application/json' in head
+    assert json.loads(body)['text'] == 'the request is not valid HTTP/1.1'
+
+
+def test_a_client_leaving_mid_body_is_no_fault(server):
+    with socket.create_connection(('127.0.0.1', server.port)) as connection:
+        connection.sendall(b'POST /emotion-recognition HTTP/1.1\r\nHost: x\r\n'
+                           b'Content-Length: 100000\r\n\r\n{"audio": "')
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while 'the client left before its body arrived' not in server.log():
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        time.sleep(0.05)
+    assert re.search(r'request \d+: - audio, \d+ ms, 499 cancelled: the client left before',
+                     server.log())
+    assert 'failed' not in server.log() and 'Traceback' not in server.log()
+
+
 def test_connections_past_the_limit_get_503(server):
     held = [socket.create_connection(('127.0.0.1', server.port)) for _ in range(MAX_CONNECTIONS)]
     try:
@@ -368,6 +398,7 @@ def test_a_request_whose_client_leaves_stops(server, speech):
     body = json.dumps({'audio': encoded(small),
                        'transcript': ' '.join(sentences)}).encode()
     helper_pid = children(server.process.pid)[0]
+    cancelled_before = cancelled_requests(server)
     leaving = socket.create_connection(('127.0.0.1', server.port))
     leaving.sendall(b'POST /emotion-recognition HTTP/1.1\r\nHost: x\r\nContent-Type: '
                     b'application/json\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
@@ -386,10 +417,15 @@ def test_a_request_whose_client_leaves_stops(server, speech):
                         server.log()):
         assert time.monotonic() < deadline, server.log()[-2000:]
         time.sleep(0.05)
+    assert cancelled_requests(server) == cancelled_before + 1
+    assert server.request('GET', '/health')[0] == 200
+
+
+def cancelled_requests(server):
     status, metrics, _ = server.request('GET', '/metrics', raw=True)
     assert status == 200
-    assert re.search(r'^ser_requests_cancelled_total 1\.0$', metrics.decode(), re.M)
-    assert server.request('GET', '/health')[0] == 200
+    return float(re.search(r'^ser_requests_cancelled_total (\S+)$', metrics.decode(),
+                           re.M).group(1))
 
 
 @pytest.mark.parametrize('method, path, status', [('GET', '/emotion-recognition', 405),

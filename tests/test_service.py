@@ -355,6 +355,24 @@ def test_bad_stream_messages_are_1008(case):
     assert got[-1]['type'] == 'error' and words in got[-1]['text']
 
 
+def test_a_short_stream_at_another_rate_is_heard():
+    """0.1 s at 16 kHz: the resampler has given nothing yet when the stream
+    ends, but audio came, so there is a summary."""
+    with make_client() as client:
+        got, code = stream_replies(client, [{'type': 'start', 'sample_rate': 16000},
+                                            np.zeros(1600, dtype='<i2').tobytes(),
+                                            {'type': 'end'}])
+    assert code == 1000, got
+    assert got[-1]['type'] == 'summary' and got[-1]['duration'] == pytest.approx(0.1, abs=0.01)
+
+
+def test_no_redirect_to_where_the_host_header_says():
+    with make_client() as client:
+        reply = client.get('/health/', headers={'Host': 'evil.example'},
+                           follow_redirects=False)
+    assert reply.status_code == 404 and reply.json()['status'] == 'error'
+
+
 def test_a_stream_ends_at_the_audio_limit_with_its_summary():
     with make_client(max_audio_seconds=3.0) as client:
         got, code = stream_replies(client, [{'type': 'start', 'sample_rate': 1000}]
