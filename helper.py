@@ -272,14 +272,15 @@ def define_flags(*names):
             default = default_workers()
         getattr(flags, 'DEFINE_' + kind)(name, default, text, **keywords)
         if name == 'language':
-            flags.register_validator('language', _is_aeneas_language,
+            flags.register_validator('language', lambda code: code in aeneas_languages(),
                                      message='not a language code espeak knows in aeneas '
                                      '(eng, deu, fra, ita, spa, ...)')
 
 
-def _is_aeneas_language(code):
-    from ser import alignment
-    return code in alignment.LANGUAGES
+def aeneas_languages():
+    """The language codes aeneas's espeak voices speak (ser.alignment's)."""
+    from aeneas.ttswrappers.espeakttswrapper import ESPEAKTTSWrapper
+    return frozenset(ESPEAKTTSWrapper.LANGUAGE_TO_VOICE_CODE)
 
 
 # --------------------------------------------------------------------------

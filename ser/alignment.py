@@ -44,13 +44,12 @@ from aeneas.dtw import DTWAligner
 from aeneas.runtimeconfiguration import RuntimeConfiguration
 from aeneas.synthesizer import Synthesizer
 from aeneas.textfile import TextFile, TextFragment
-from aeneas.ttswrappers.espeakttswrapper import ESPEAKTTSWrapper
 
 import helper
 from ser import phonetic_alignment
 
 # Language codes espeak supports through aeneas (eng, deu, fra, ...).
-LANGUAGES = frozenset(ESPEAKTTSWrapper.LANGUAGE_TO_VOICE_CODE)
+LANGUAGES = helper.aeneas_languages()
 
 # aeneas extracts MFCCs at 16 kHz (its ffmpeg rate); the mel bands reach 6.9 kHz.
 SAMPLE_RATE = 16000
