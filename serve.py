@@ -29,13 +29,19 @@ from absl import app, flags
 import numpy as np
 
 import helper
-from ser import alignment, connections, inference, isolated_alignment, service
+from ser import alignment, connections, inference, isolated_alignment, recognition, service
 
 # ---- Model flags ----
 helper.define_flags('checkpoint', 'steps', 'saved_model')
 
 # ---- Text flags ----
 helper.define_flags('language')
+flags.DEFINE_bool('recognise', False, 'A request that brings no transcript and no words has its '
+                  'words recognised from its audio (PocketSphinx\'s en-us recogniser; English '
+                  '--language only), so that the semantic branch hears them; the answer says '
+                  '"text": "recognised". Off by default: it costs about 0.36 s of CPU per second '
+                  'of audio, some hundred times what the model costs (BENCHMARKS.md). Streams are '
+                  'not recognised.')
 
 # ---- Server flags ----
 flags.DEFINE_string('host', '0.0.0.0', 'Address to listen on (127.0.0.1: this machine only).')
@@ -92,6 +98,8 @@ def check_flags():
         raise app.UsageError('give exactly one of --checkpoint and --saved_model')
     if FLAGS.steps is not None and not FLAGS.checkpoint:
         raise app.UsageError('--steps goes with --checkpoint')
+    if FLAGS.recognise and FLAGS.language not in recognition.LANGUAGES:
+        raise app.UsageError('--recognise recognises English only (--language eng)')
 
 
 def load_predictor():
@@ -137,7 +145,8 @@ def main(argv):
     # uvicorn's own start and stop lines are worth seeing (helper lets it log warnings only).
     for name in ('uvicorn', 'asyncio'):
         logging.getLogger(name).setLevel(logging.INFO)
-    with load_predictor() as predictor, isolated_alignment.IsolatedAligner() as aligner:
+    with load_predictor() as predictor, \
+            isolated_alignment.IsolatedAligner(recogniser=FLAGS.recognise) as aligner:
         warm_up(predictor, aligner)
         if predictor.modality != 'both':
             logging.warning('the model was trained on %s alone: requests %s', predictor.modality,
@@ -149,7 +158,8 @@ def main(argv):
             chunk_seconds=FLAGS.chunk_seconds, max_streams=FLAGS.max_streams,
             stream_idle_seconds=FLAGS.stream_idle_seconds, stream_threads=FLAGS.stream_threads,
             client_timeout_seconds=FLAGS.client_timeout_seconds)
-        app_service = service.Service(predictor, aligner, FLAGS.language, limits, read_api_key())
+        app_service = service.Service(predictor, aligner, FLAGS.language, limits, read_api_key(),
+                                      recognise_words=FLAGS.recognise)
         source = predictor.description.get('checkpoint') or predictor.description['saved_model']
         logging.info('model %s (step %s, modality %s, %d Hz); serving POST '
                      'http://%s:%d/emotion-recognition, %d request(s) at a time, and '

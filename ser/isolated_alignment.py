@@ -39,7 +39,7 @@ ANSWER_TIMEOUT_SECONDS = 900
 # How soon a caller's leaving stops its alignment.
 CANCEL_POLL_SECONDS = 0.05
 HELPER_COMMAND = ('import sys; from ser import isolated_alignment; '
-                  'isolated_alignment.serve_forever(int(sys.argv[1]))')
+                  'isolated_alignment.serve_forever(int(sys.argv[1]), sys.argv[2] == "1")')
 
 
 class AlignmentProcessError(RuntimeError):
@@ -51,9 +51,11 @@ class IsolatedAligner:
     """align_text in a fresh fork of a clean helper process per call; safe to
     call from many threads at once."""
 
-    def __init__(self):
+    def __init__(self, recogniser=False):
         self._lock = threading.Lock()
         self._process = self._control = None
+        # Whether the helper also holds a recogniser for recognise().
+        self.recogniser = recogniser
         self._start()
 
     def _start(self):
@@ -63,7 +65,8 @@ class IsolatedAligner:
             [REPOSITORY] + [p for p in [environment.get('PYTHONPATH')] if p])
         with theirs:
             self._process = subprocess.Popen(
-                [sys.executable, '-c', HELPER_COMMAND, str(theirs.fileno())],
+                [sys.executable, '-c', HELPER_COMMAND, str(theirs.fileno()),
+                 '1' if self.recogniser else '0'],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=environment)
         self._control = control
 
@@ -86,14 +89,26 @@ class IsolatedAligner:
         language) in a child process: (words, fallbacks), or the
         AlignmentError it raised. Once `cancelled` (an Event) is set, the
         child is killed and helper.Cancelled raised."""
+        return self._in_child(('align', samples, text, language), cancelled)
+
+    def recognise(self, samples, cancelled=None):
+        """ser.recognition.recognise_words(samples) (16-kHz samples) in a
+        child process, by the recogniser the helper built before forking (so
+        each call starts from the same state); RecognitionError for audio it
+        cannot recognise, helper.Cancelled as align_text."""
+        if not self.recogniser:
+            raise ValueError('this aligner was started without a recogniser')
+        return self._in_child(('recognise', samples), cancelled)
+
+    def _in_child(self, job, cancelled):
         try:
-            return self._align_in_child(samples, text, language, cancelled)
+            return self._run_in_child(job, cancelled)
         except AlignmentProcessError:
             # The helper may have died between the look at it and the call
             # (killed, out of memory): once more, with a new one.
             if not self._helper_died():
                 raise
-            return self._align_in_child(samples, text, language, cancelled)
+            return self._run_in_child(job, cancelled)
 
     def _helper_died(self, wait_seconds=2.0):
         try:
@@ -102,8 +117,8 @@ class IsolatedAligner:
             return False
         return True
 
-    def _align_in_child(self, samples, text, language, cancelled):
-        from ser import alignment
+    def _run_in_child(self, job, cancelled):
+        from ser import alignment, recognition
         self.ensure_running()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with theirs, self._lock:
@@ -120,7 +135,7 @@ class IsolatedAligner:
                 raise AlignmentProcessError('no alignment process within %d s'
                                             % ANSWER_TIMEOUT_SECONDS)
             child = connection.recv()
-            connection.send((samples, text, language))
+            connection.send(job)
             status, value = _answer_of(connection, child, cancelled)
         except (EOFError, OSError):
             raise AlignmentProcessError('the alignment process died before answering') from None
@@ -128,6 +143,8 @@ class IsolatedAligner:
             connection.close()
         if status == 'alignment_error':
             raise alignment.AlignmentError(value)
+        if status == 'recognition_error':
+            raise recognition.RecognitionError(value)
         if status == 'error':
             raise AlignmentProcessError('alignment failed:\n%s' % value)
         return value
@@ -176,10 +193,11 @@ def _kill(pid):
 # --------------------------------------------------------------------------
 # The helper process
 # --------------------------------------------------------------------------
-def serve_forever(control_fd):
+def serve_forever(control_fd, with_recogniser=False):
     """Fork a child per channel received on `control_fd`; return when the
-    service closes it."""
-    from ser import alignment, phonetic_alignment
+    service closes it. `with_recogniser`: build the recogniser once, here,
+    for the children's recognise jobs."""
+    from ser import alignment, phonetic_alignment, recognition
     # The recording's side of an aeneas alignment once, and the phonetic
     # aligner's model loaded and run once, so that every fork inherits their
     # first-call costs paid; espeak stays untouched. Then the heap is frozen:
@@ -187,6 +205,7 @@ def serve_forever(control_fd):
     noise = np.random.default_rng(0).standard_normal(alignment.SAMPLE_RATE).astype(np.float32)
     alignment.recording_mfcc(noise, alignment.aeneas_configuration())
     phonetic_alignment.warm_up()
+    recogniser = recognition.Recogniser() if with_recogniser else None
     gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the service's to handle
     control = socket.socket(fileno=control_fd)
@@ -204,7 +223,7 @@ def serve_forever(control_fd):
             control.close()
             status = 1
             try:
-                _answer(fds[0])
+                _answer(fds[0], recogniser)
                 status = 0
             finally:
                 os._exit(status)
@@ -223,16 +242,23 @@ def _reap_finished_children():
             return
 
 
-def _answer(fd):
-    from ser import alignment
+def _answer(fd, recogniser):
+    from ser import alignment, recognition
     connection = multiprocessing.connection.Connection(fd)
     try:
         connection.send(os.getpid())    # the service kills this process when its caller leaves
-        samples, text, language = connection.recv()
+        job = connection.recv()
         try:
-            reply = ('ok', alignment.align_text(samples, alignment.SAMPLE_RATE, text, language))
+            if job[0] == 'recognise':
+                reply = ('ok', recogniser.words(job[1]))
+            else:
+                _, samples, text, language = job
+                reply = ('ok', alignment.align_text(samples, alignment.SAMPLE_RATE, text,
+                                                    language))
         except alignment.AlignmentError as error:
             reply = ('alignment_error', str(error))
+        except recognition.RecognitionError as error:
+            reply = ('recognition_error', str(error))
         except Exception:  # reported to the service, which logs it
             reply = ('error', traceback.format_exc())
         connection.send(reply)

@@ -8,8 +8,9 @@ no transcript was given.
 The words are normalised as the training text was (helper.normalise_words);
 silences, noises and fillers are left out. Each call builds its own
 recogniser: the n-gram search keeps state from one recording to the next (on
-audio with nothing to hear its answer changed with the recordings before),
-and loading one is cheap next to recognising a recording. Cepstral mean
+audio with nothing to hear its answer changed with the recordings before).
+The service builds one in its aligner helper process and recognises in forks
+of it (ser.isolated_alignment), each from that same state. Cepstral mean
 normalisation is computed per recording.
 """
 import numpy as np
@@ -30,22 +31,38 @@ class RecognitionError(Exception):
 def recognise_words(samples):
     """[(start, end, word)] in seconds (rounded to ms) of the words heard in
     16-kHz mono `samples`, in order; [] when none is heard."""
-    pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype('<i2')
-    try:
-        engine = Decoder(**DECODER_SETTINGS)
-        engine.start_utt()
-        engine.process_raw(pcm.tobytes(), full_utt=True)
-        engine.end_utt()
-    except RuntimeError as error:
-        raise RecognitionError('PocketSphinx failed: %s' % error) from None
-    if engine.hyp() is None:
-        return []
-    words = []
-    for segment in engine.seg():
-        token = phonetic_alignment.ALTERNATIVE.sub('', segment.word)
-        if token in phonetic_alignment.NOT_WORDS:
-            continue
-        start = round(segment.start_frame * phonetic_alignment.FRAME_SECONDS, 3)
-        end = round((segment.end_frame + 1) * phonetic_alignment.FRAME_SECONDS, 3)
-        words += [(start, end, word) for word in helper.normalise_words(token)]
-    return words
+    return Recogniser().words(samples)
+
+
+class Recogniser:
+    """One recogniser, for one recording: its search keeps state from one to
+    the next. Built once in a process that then forks (the service's aligner
+    helper), each fork recognises from the same state."""
+
+    def __init__(self):
+        try:
+            self._engine = Decoder(**DECODER_SETTINGS)
+        except RuntimeError as error:
+            raise RecognitionError('PocketSphinx failed: %s' % error) from None
+
+    def words(self, samples):
+        """recognise_words of `samples`, by this recogniser."""
+        pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype('<i2')
+        engine = self._engine
+        try:
+            engine.start_utt()
+            engine.process_raw(pcm.tobytes(), full_utt=True)
+            engine.end_utt()
+        except RuntimeError as error:
+            raise RecognitionError('PocketSphinx failed: %s' % error) from None
+        if engine.hyp() is None:
+            return []
+        words = []
+        for segment in engine.seg():
+            token = phonetic_alignment.ALTERNATIVE.sub('', segment.word)
+            if token in phonetic_alignment.NOT_WORDS:
+                continue
+            start = round(segment.start_frame * phonetic_alignment.FRAME_SECONDS, 3)
+            end = round((segment.end_frame + 1) * phonetic_alignment.FRAME_SECONDS, 3)
+            words += [(start, end, word) for word in helper.normalise_words(token)]
+        return words

@@ -78,7 +78,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
 import helper
-from ser import alignment, audio, emotion, inference, metrics, page, streaming
+from ser import alignment, audio, emotion, inference, metrics, page, recognition, streaming
 
 SERVICE = 'emotion recognition service'
 # The name bad input is reported under (the request has no file name).
@@ -131,14 +131,17 @@ class RequestError(Exception):
 
 class Service:
     """What a request needs: the model, the aligner, the limits, the metrics
-    and, when set, the key callers must present."""
+    and, when set, the key callers must present. With `recognise_words`, a
+    request without text has its words recognised (aligner.recognise)."""
 
-    def __init__(self, predictor, aligner, language='eng', limits=Limits(), api_key=None):
+    def __init__(self, predictor, aligner, language='eng', limits=Limits(), api_key=None,
+                 recognise_words=False):
         self.predictor = predictor
         self.aligner = aligner
         self.language = language
         self.limits = limits
         self.api_key = api_key
+        self.recognise_words = recognise_words
         self.metrics = metrics.Metrics()
         self._ids = itertools.count(1)
 
@@ -172,15 +175,17 @@ class Service:
 
     def recognise(self, request, request_id=None, cancelled=None):
         stage = functools.partial(timed, self.metrics, request_id)
+        words, fallbacks, source = request['words'], 0, 'words'
+        recognising = (self.recognise_words and words is None and request['transcript'] is None
+                       and self.predictor.modality != 'audio')
         rates = [self.predictor.sample_rate]
-        if request['transcript'] is not None:
+        if request['transcript'] is not None or recognising:
             rates.append(alignment.SAMPLE_RATE)
         with stage('decoding'):
             decoded = audio.decode_bytes(request['audio'], rates, self.limits.max_audio_seconds,
                                          AUDIO_NAME, cancelled)
         samples = decoded[self.predictor.sample_rate]
         duration = len(samples) / self.predictor.sample_rate
-        words, fallbacks = request['words'], 0
         if words is not None:
             streaming.check_speakable([word for _, _, word in words], duration)
             streaming.check_words_inside(words, duration)
@@ -191,6 +196,11 @@ class Service:
                     decoded[alignment.SAMPLE_RATE], request['transcript'], self.language,
                     AUDIO_NAME, align=functools.partial(self.aligner.align_text,
                                                         cancelled=cancelled))
+            source = 'transcript'
+        if recognising:
+            with stage('recognition'):
+                words, source = self.recognised(decoded[alignment.SAMPLE_RATE], request_id,
+                                                cancelled), 'recognised'
         del decoded
         # A model trained on audio alone zeroes the embeddings itself: no vectors needed.
         heard = None if self.predictor.modality == 'audio' else words
@@ -200,19 +210,28 @@ class Service:
                                                               cancelled)
         response = {'status': 'ok', 'service': SERVICE}
         response.update(emotion.summary(predictions, self.predictor.step_ms, duration))
-        response.update(self.described_words(words, 'transcript' if request['transcript']
-                                             else 'words'))
+        response.update(self.described_words(words, source))
         response.update({'model': self.model_description(), 'duration': duration})
         if fallbacks:
-            response['alignment'] = 'words spread by character length (aeneas could not align)'
+            response['alignment'] = ('words spread by character length (neither the phonetic '
+                                     'aligner nor aeneas could align them)')
         if request['timeline']:
             response['timeline'] = [{'timestamp': t, 'arousal': a, 'valence': v} for t, a, v
                                     in inference.timeline_rows(timestamps, predictions)]
         return response, duration
 
+    def recognised(self, samples, request_id, cancelled):
+        """The words the recogniser hears in 16-kHz samples; none (acoustic
+        only) where it fails, which is no fault of the caller's."""
+        try:
+            return self.aligner.recognise(samples, cancelled=cancelled)
+        except recognition.RecognitionError as error:
+            logging.warning('request %s: no words recognised (%s)', request_id, error)
+            return []
+
     def described_words(self, words, source):
-        """The response's `words` ([{word, start, end}] as aligned or given)
-        and `text` (none, transcript or words)."""
+        """The response's `words` ([{word, start, end}] as aligned, given or
+        recognised) and `text` (none, transcript, words or recognised)."""
         return {'words': [{'word': word, 'start': start, 'end': end}
                           for start, end, word in words or []],
                 'text': 'none' if words is None else source}

@@ -32,7 +32,7 @@ from websockets.sync.client import connect
 import helper
 from model_fixtures import PYTHON, REPO, run_script
 from serve_fixtures import SENTENCES, Server, checkpoint, encoded, wav_bytes  # noqa: F401
-from ser import alignment, audio, emotion, export, isolated_alignment
+from ser import alignment, audio, emotion, export, isolated_alignment, recognition
 
 # Every test here starts or talks to a server process: the slow tier.
 pytestmark = pytest.mark.slow
@@ -558,6 +558,39 @@ def test_isolated_alignment_is_that_of_a_fresh_process(speech, tmp_path):
         assert words == answers[jobs.index(sentence)][0]
         if sentence in fresh:
             assert [tuple(word) for word in words] == fresh[sentence]
+
+
+def test_isolated_recognition_is_that_of_a_fresh_recogniser(speech, tmp_path):
+    """Words recognised in forks of the helper's one recogniser, concurrently,
+    equal a new recogniser's in this process: no state carries over."""
+    samples = []
+    for sentence in SENTENCES[:3]:
+        path = tmp_path / 'utterance.wav'
+        path.write_bytes(speech[sentence])
+        samples.append(audio.read_file(str(path), alignment.SAMPLE_RATE))
+    fresh = [recognition.recognise_words(s) for s in samples]
+    assert all(fresh)
+    with isolated_alignment.IsolatedAligner(recogniser=True) as aligner:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(aligner.recognise, samples * 3))
+    assert [[tuple(word) for word in words] for words in answers] == fresh * 3
+
+
+def test_a_request_without_text_is_recognised_when_asked(checkpoint, speech, tmp_path):
+    running = Server(tmp_path, '--checkpoint', checkpoint, '--recognise')
+    try:
+        payload = {'audio': encoded(speech[SENTENCES[2]]), 'timeline': True}
+        status, answer = running.recognise(payload)
+        assert status == 200, answer
+        assert answer['text'] == 'recognised' and answer['words']
+        assert running.recognise(payload) == (status, answer)
+        # With the words given, the recogniser stays out; so it does with a transcript.
+        status, given = running.recognise(dict(payload, words=answer['words']))
+        assert (given['text'], given['timeline']) == ('words', answer['timeline'])
+        assert running.recognise(dict(payload, transcript=SENTENCES[2]))[1]['text'] == \
+            'transcript'
+    finally:
+        running.stop()
 
 
 # --------------------------------------------------------------------------

@@ -130,15 +130,18 @@ class FakeAligner:
         spans = alignment.spread_by_characters(words, 0.0, len(samples) / alignment.SAMPLE_RATE)
         return [(float(a), float(b), w) for w, (a, b) in zip(words, spans)], 0
 
+    def recognise(self, samples, cancelled=None):
+        return [(0.5, 1.0, 'quiet'), (1.0, 1.5, 'engine')]
+
     def ensure_running(self):
         return True
 
 
-def make_client(api_key=None, **limits):
+def make_client(api_key=None, recognise_words=False, **limits):
     settings = service.Limits(**dict({'max_audio_seconds': 30.0, 'stream_idle_seconds': 5.0},
                                      **limits))
     app = service.create_app(service.Service(FakePredictor(), FakeAligner(), 'eng', settings,
-                                             api_key), with_page=False)
+                                             api_key, recognise_words), with_page=False)
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -163,6 +166,18 @@ def test_an_answer_in_process():
     answer = reply.json()
     assert answer['text'] == 'transcript' and len(answer['timeline']) == 16
     assert [w['word'] for w in answer['words']] == ['the', 'engine', 'is', 'quiet']
+
+
+def test_words_recognised_only_where_no_text_came():
+    with make_client(recognise_words=True) as client:
+        recognised, given, aligned = (post(client, **fields).json() for fields in (
+            {}, {'words': [{'word': 'seat', 'start': 0.2, 'end': 0.6}]},
+            {'transcript': 'the seat'}))
+    assert recognised['text'] == 'recognised'
+    assert [w['word'] for w in recognised['words']] == ['quiet', 'engine']
+    assert (given['text'], aligned['text']) == ('words', 'transcript')
+    with make_client() as client:
+        assert post(client).json()['text'] == 'none'
 
 
 HTTP_BAD = {
