@@ -128,6 +128,16 @@ training-options: demo-data
 	      --output_dir $$directory --report $$directory/report.md || exit 1; \
 	done
 
+# bf16 against fp32 (RESULTS.md, Precision): the model hearing both inputs over seeds 0,1,2
+# with the demo's schedule, in each precision, into ablation/precision/<precision>_600/.
+PRECISIONS_CHECKED ?= bf16 fp32
+precision-check: demo-data
+	for precision in $(PRECISIONS_CHECKED); do \
+	  directory=ablation/precision/$${precision}_$(DEMO_STEPS); \
+	  $(PY) ablation.py $(OPTIONS_FLAGS) --precision $$precision --max_steps $(DEMO_STEPS) \
+	      --output_dir $$directory --report $$directory/report.md || exit 1; \
+	done
+
 # train.py on TensorFlow's distributed runtime: 1 ps + 2 workers as processes
 # on 127.0.0.1, then eval.py on the chief's checkpoint.
 cluster-demo: demo-data

@@ -385,15 +385,20 @@ def inference_inputs(frame_samples, embedding_dim):
 # --------------------------------------------------------------------------
 # Checkpoints and what it takes to rebuild the model from them
 # --------------------------------------------------------------------------
-def write_model_config(train_dir, hidden_units, dataset, modality=DEFAULT_MODALITY):
+def write_model_config(train_dir, hidden_units, dataset, modality=DEFAULT_MODALITY,
+                       precision=None):
     """model.json: everything beyond dataset.json (`dataset`, a DatasetInfo)
-    needed to rebuild the graph, and the modality the model was trained to hear."""
-    helper.write_json(os.path.join(train_dir, MODEL_CONFIG_FILE), {
+    needed to rebuild the graph, the modality the model was trained to hear
+    and, when given, the precision its last training run computed in."""
+    config = {
         'hidden_units': int(hidden_units),
         'frame_samples': int(dataset.frame_samples),
         'embedding_dim': int(dataset.embedding_dim),
         'modality': modality,
-    })
+    }
+    if precision is not None:
+        config['precision'] = precision
+    helper.write_json(os.path.join(train_dir, MODEL_CONFIG_FILE), config)
 
 
 def read_model_config(checkpoint_dir):

@@ -28,7 +28,8 @@ after another with the LSTM restarting at each (RESULTS.md: both trained less
 accurate models on the demo corpus). Whatever the windows, --skip_padding (the
 default) computes the model only on the frames that can change a real frame's
 prediction, not on the padding that fills most per-segment windows.
---precision bf16/fp16/auto runs the step in mixed precision. Checkpoints are
+--precision (auto: bf16 on a CPU with native bf16, else fp32) runs the step in
+mixed precision where the machine has it natively. Checkpoints are
 float32 whatever the precision, the windows or the padding, and a run may
 resume with others.
 """
@@ -105,8 +106,9 @@ flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS)
                   'Arithmetic of the training step, through TensorFlow\'s mixed-precision graph '
                   'rewrite; variables and checkpoints stay float32 either way. bf16: oneDNN on '
                   'the CPU (fast only with avx512_bf16 or AMX; emulated, and slower, without); '
-                  'fp16: on a GPU; auto: fp16 on a GPU with tensor cores, bf16 on a CPU with '
-                  'bf16 instructions, fp32 otherwise.')
+                  'fp16: on a GPU, without a loss scale; auto (the default): bf16 on a CPU with '
+                  'bf16 instructions, fp32 otherwise (a GPU included). The precision used goes '
+                  'into log_train.txt and model.json.')
 flags.DEFINE_bool('xla', False,
                   'Compile the training step with XLA (JIT). Same math; on this project\'s '
                   '2-core CPU it made steps slower (BENCHMARKS.md), so it is off by default.')

@@ -97,7 +97,7 @@ def train_and_evaluate(modality, seed, run_dir, plan, device):
         '--dataset_dir', plan['dataset_dir'], '--checkpoint', run_dir, '--device', device,
         '--portion', plan['portion'], '--steps', plan['max_steps'], '--json', eval_json,
         '--predictions_dir', os.path.join(run_dir, 'predictions', plan['portion']),
-        '--noplots'], os.path.join(run_dir, 'eval.out'))
+        '--noplots', '--precision', 'fp32'], os.path.join(run_dir, 'eval.out'))
     metrics = helper.read_json(eval_json)
     if metrics.get('modality') != modality:
         raise RunFailed('%s: evaluated with modality %r, not %r'

@@ -59,10 +59,12 @@ class Settings:
 # --------------------------------------------------------------------------
 # The training directory: what a run leaves for the next one and for eval.
 # --------------------------------------------------------------------------
-def prepare_train_dir(dataset_dir, train_dir, hidden_units, modality=models.DEFAULT_MODALITY):
-    """Save dataset.json and model.json into train_dir; refuse to resume from
-    checkpoints made for other data, another model size or another modality.
-    Returns the dataset's DatasetInfo."""
+def prepare_train_dir(dataset_dir, train_dir, hidden_units, modality=models.DEFAULT_MODALITY,
+                      precision=None):
+    """Save dataset.json and model.json (with `precision`, the one this run
+    computes in) into train_dir; refuse to resume from checkpoints made for
+    other data, another model size or another modality. Returns the
+    dataset's DatasetInfo."""
     dataset = DatasetInfo.load(dataset_dir)
     config_path = os.path.join(train_dir, models.MODEL_CONFIG_FILE)
     if os.path.exists(config_path):
@@ -80,7 +82,7 @@ def prepare_train_dir(dataset_dir, train_dir, hidden_units, modality=models.DEFA
         DatasetInfo.load(train_dir).check_compatible(dataset, same_data=True)
     else:
         DatasetInfo.load(dataset_dir).save(train_dir)
-    models.write_model_config(train_dir, hidden_units, dataset, modality)
+    models.write_model_config(train_dir, hidden_units, dataset, modality, precision)
     return dataset
 
 
@@ -271,7 +273,8 @@ def train(dataset_dir, train_dir, settings, flag_values=None, task=None):
     settings = dataclasses.replace(settings, precision=precision)
     if task is None or task.is_chief:
         os.makedirs(train_dir, exist_ok=True)
-        prepare_train_dir(dataset_dir, train_dir, settings.hidden_units, settings.modality)
+        prepare_train_dir(dataset_dir, train_dir, settings.hidden_units, settings.modality,
+                          precision)
         log_run(train_dir, flag_values or dataclasses.asdict(settings))
         helper.append_line(os.path.join(train_dir, LOG_FILE), 'precision in use = %s' % precision)
     else:

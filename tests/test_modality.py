@@ -193,7 +193,7 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
             assert models.read_model_config(directory)['modality'] == modality
             # The schedule's training options reach train.py.
             log = open(os.path.join(directory, 'log_train.txt'), encoding='utf-8').read()
-            for option in ('windows = per_segment', 'precision = fp32', 'skip_padding = False'):
+            for option in ('windows = per_segment', 'precision = auto', 'skip_padding = False'):
                 assert option in log, option
             metrics = helper.read_json(os.path.join(directory, 'eval_test.json'))
             assert (metrics['modality'], metrics['step']) == (modality, 2)

@@ -89,7 +89,8 @@ def first_run(tiny_dataset, tmp_path_factory):
 @pytest.fixture(scope='module')
 def resumed_run(first_run, tiny_dataset):
     """The same directory trained on to RESUMED_STEPS with another sequence
-    length, packed windows and bf16 (the first run: per-segment windows, fp32):
+    length, packed windows and bf16 (the first run: per-segment windows, the
+    default precision):
     checkpoints carry on across all three."""
     train_dir = first_run[0]
     flags = TRAIN_FLAGS[:]
@@ -113,14 +114,17 @@ def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
     # Saved relative to the training directory, not copied byte for byte.
     assert helper.read_json(os.path.join(train_dir, 'dataset.json'))['embeddings'] == \
         os.path.relpath(original.embeddings_path, train_dir)
+    # The default precision, auto, is what the machine runs natively.
+    in_use = helper.choose_precision('auto', -1)
     assert models.read_model_config(train_dir) == {'hidden_units': 32, 'frame_samples': 250,
-                                                   'embedding_dim': 8, 'modality': 'both'}
+                                                   'embedding_dim': 8, 'modality': 'both',
+                                                   'precision': in_use}
     lines = log.splitlines()
     assert lines[0].startswith('==== train.py run 20')
     for expected in ('max_steps = %d' % FIRST_STEPS, 'sequence_length = 16', 'batch_size = 2',
                      'hidden_units = 32', 'learning_rate = 0.0005', 'loss_weights = None',
                      'device = -1', 'seed = 0', 'save_summaries_secs = 60', 'windows = per_segment',
-                     'skip_padding = True', 'precision = fp32', 'precision in use = fp32'):
+                     'skip_padding = True', 'precision = auto', 'precision in use = ' + in_use):
         assert expected in lines, expected
     progress = [line.split()[1] for line in lines if line.startswith('step ')]
     assert progress == ['2', '4', '6']
@@ -137,6 +141,7 @@ def test_train_resumes_from_the_latest_checkpoint(resumed_run):
     assert len(runs) == 3
     for expected in ('sequence_length = 24', 'windows = packed', 'precision in use = bf16'):
         assert expected in runs[2].splitlines(), expected
+    assert models.read_model_config(resumed_run)['precision'] == 'bf16'
     # bf16 is arithmetic inside the graph: the variables stay float32.
     reader = tf.train.NewCheckpointReader(os.path.join(resumed_run,
                                                        'model.ckpt-%d' % RESUMED_STEPS))
@@ -198,7 +203,8 @@ AVX512_ONLY = {'avx2', 'avx512f', 'avx512_vnni'}
     # bf16 without the instructions is emulated and slower: auto keeps fp32.
     ('auto', None, AVX512_ONLY, True, 'fp32'),
     ('auto', None, AMX_XEON, False, 'fp32'),
-    ('auto', (8, 0), AVX512_ONLY, True, 'fp16'),
+    # fp16 runs without a loss scale: auto keeps fp32 on a GPU.
+    ('auto', (8, 0), AVX512_ONLY, True, 'fp32'),
     ('auto', (6, 1), AMX_XEON, True, 'fp32'),
     ('bf16', None, AVX512_ONLY, True, 'bf16'),
     ('fp16', (7, 0), set(), True, 'fp16'),
@@ -290,7 +296,8 @@ def test_eval_is_repeatable_and_its_ccc_matches_its_predictions(resumed_run, tin
 
     metrics = helper.read_json(os.path.join(outputs[0], 'metrics.json'))
     assert metrics['portion'] == 'train' and metrics['step'] == RESUMED_STEPS
-    assert metrics['precision'] == 'fp32'  # of a checkpoint trained partly in bf16
+    # eval.py's own precision (auto by default), whatever the checkpoint was trained in.
+    assert metrics['precision'] == helper.choose_precision('auto', -1)
     assert metrics['checkpoint'].endswith('model.ckpt-%d' % RESUMED_STEPS)
     assert metrics['segments'] == 3
     # Whole segments, every frame once, in order, nothing padded.
