@@ -22,8 +22,8 @@ DEMO_SEQUENCE_LENGTH ?= 100
 CLUSTER_DEMO_STEPS ?= 100
 DEMO_CLUSTER_CKPT := $(DEMO)/cluster_checkpoints
 
-.PHONY: setup system-packages demo demo-data test test-fast bench clean-demo ablation \
-	training-options cluster-demo
+.PHONY: setup system-packages muse demo demo-data test test-fast bench clean-demo ablation \
+	training-options precision-check cluster-demo
 
 setup: system-packages $(STAMP)
 
@@ -47,7 +47,7 @@ system-packages:
 
 # The venv is rebuilt only when requirements.txt changes. aeneas must be built
 # without build isolation, against the numpy it will run with, after numpy and
-# setuptools are in place (see the README, Installing); the diagnostics prove cdtw, cmfcc and cew load.
+# setuptools are in place; the diagnostics prove cdtw, cmfcc and cew load.
 $(STAMP): requirements.txt
 	@[ -x $(PY) ] || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools==80.9.0 wheel
@@ -56,26 +56,48 @@ $(STAMP): requirements.txt
 	$(PY) -m aeneas.diagnostics >/dev/null || { $(PY) -m aeneas.diagnostics; exit 1; }
 	@touch $(STAMP)
 
-# Every step of the pipeline on the generated corpus; each step skips what a
-# previous run already finished, so a rerun resumes.
+# The recipe, steps 1-7 of the method on a corpus in MuSe-CaR's layout:
+#   $(call DATA_STEPS,muse_dir,work_dir,sync map flags,partition flags,data flags)
+#   $(call MODEL_STEPS,work_dir,train flags)
+# Each step skips what a previous run already finished, so a rerun resumes.
+define DATA_STEPS
+	$(PY) synchronisation_map_generator.py --muse_dir $(1) --work_dir $(2) $(3)
+	$(PY) label_generator.py --muse_dir $(1) --work_dir $(2)
+	$(PY) partition_generator.py --muse_dir $(1) --work_dir $(2) --seed $(SEED) $(4)
+	$(PY) label_distribution_analysis.py --work_dir $(2)
+	$(PY) data_generator.py --muse_dir $(1) --work_dir $(2) --seed $(SEED) $(5)
+endef
+define MODEL_STEPS
+	$(PY) train.py --dataset_dir $(1)/tfrecords --train_dir $(1)/checkpoints --seed $(SEED) $(2)
+	$(PY) eval.py --dataset_dir $(1)/tfrecords --checkpoint $(1)/checkpoints --portion test \
+	    --json $(1)/eval_test.json --predictions_dir $(1)/predictions/test $(3)
+	@echo "$(1): sync_maps/ labels/ partition.csv plots/ embeddings/ tfrecords/ checkpoints/ \
+	eval_test.json predictions/test/"
+endef
+
+# The licensed corpus with the paper's settings (16 kHz, train.py's defaults, the GPU when
+# there is one): make muse MUSE_DIR=/data/MuSe-CaR WORK_DIR=/data/work. MUSE_*_FLAGS add
+# to a step's flags, e.g. MUSE_TRAIN_FLAGS="--max_steps 20000".
+MUSE_DIR ?= MuSe-CaR
+WORK_DIR ?= .
+MUSE_SYNC_FLAGS ?=
+MUSE_DATA_FLAGS ?=
+MUSE_TRAIN_FLAGS ?=
+MUSE_EVAL_FLAGS ?=
+muse: setup
+	$(call DATA_STEPS,$(MUSE_DIR),$(WORK_DIR),$(MUSE_SYNC_FLAGS),,$(MUSE_DATA_FLAGS))
+	$(call MODEL_STEPS,$(WORK_DIR),$(MUSE_TRAIN_FLAGS),$(MUSE_EVAL_FLAGS))
+
+# The same recipe on the generated corpus, on the CPU, with the demo's schedule.
 demo: demo-data
-	$(PY) train.py --dataset_dir $(DEMO_DATA) --train_dir $(DEMO_CKPT) --device -1 \
-	    --seed $(SEED) --max_steps $(DEMO_STEPS) --learning_rate $(DEMO_LEARNING_RATE) \
-	    --sequence_length $(DEMO_SEQUENCE_LENGTH)
-	$(PY) eval.py --dataset_dir $(DEMO_DATA) --checkpoint $(DEMO_CKPT) --portion test \
-	    --device -1 --json $(DEMO)/eval_test.json --predictions_dir $(DEMO)/predictions/test
+	$(call MODEL_STEPS,$(DEMO),--device -1 --max_steps $(DEMO_STEPS) \
+	    --learning_rate $(DEMO_LEARNING_RATE) --sequence_length $(DEMO_SEQUENCE_LENGTH),--device -1)
 
 # Steps 1-5 on the generated corpus: from nothing to TFRecords.
 demo-data: setup
 	$(PY) make_demo_corpus.py --output_dir $(DEMO_MUSE) --truth_dir $(DEMO_TRUTH) --seed $(SEED)
-	$(PY) synchronisation_map_generator.py --muse_dir $(DEMO_MUSE) --work_dir $(DEMO) \
-	    --truth_dir $(DEMO_TRUTH)
-	$(PY) label_generator.py --muse_dir $(DEMO_MUSE) --work_dir $(DEMO)
-	$(PY) partition_generator.py --muse_dir $(DEMO_MUSE) --work_dir $(DEMO) --seed $(SEED) \
-	    --balance_trials 20
-	$(PY) label_distribution_analysis.py --work_dir $(DEMO)
-	$(PY) data_generator.py --muse_dir $(DEMO_MUSE) --work_dir $(DEMO) --seed $(SEED) \
-	    --sample_rate $(DEMO_SAMPLE_RATE)
+	$(call DATA_STEPS,$(DEMO_MUSE),$(DEMO),--truth_dir $(DEMO_TRUTH),--balance_trials 20,\
+	    --sample_rate $(DEMO_SAMPLE_RATE))
 
 # pytest exits 5 when it collects no tests: not a failure of the code, but no
 # green run either, so it is said plainly instead of passing silently.

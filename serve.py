@@ -12,7 +12,7 @@ project replaces).
     GET /metrics -> Prometheus' text format
     WebSocket /emotion-stream: live audio in, a prediction per 250 ms frame and a
       label per 5 s chunk out while the caller speaks, the summary at the end
-      (the protocol: ser/service.py)
+      (the protocols: docs/SERVICE.md)
 
 The model is loaded once and shared by all requests; requests are served in
 parallel (--threads at a time), each transcript aligned in a fresh process

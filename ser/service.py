@@ -1,16 +1,7 @@
 """The voicebot's emotion service as an ASGI application (Starlette), served
-by serve.py with uvicorn (ser.connections bounds its connections).
-
-    POST /emotion-recognition   {"audio": base64 audio file, "transcript": plain text,
-                                 "timeline": false}
-                                or, with the recogniser's word times instead of a transcript,
-                                {"audio": ..., "words": [{"word", "start", "end"}, ...]}
-      200 {"status": "ok", "service": "emotion recognition service", "emotion": label,
-           "arousal", "valence", "thayers", "chunks", "words", "text", "model",
-           "duration", ["timeline"]}
-      4xx {"status": "error", "service": ..., "error": "what is wrong", "text": the same}
-    GET /health                 200 {"status": "ok", "model": {"step", "modality"}, ...}
-    GET /metrics                Prometheus' text format (ser.metrics)
+by serve.py with uvicorn (ser.connections bounds its connections). Its
+protocols, POST /emotion-recognition and the /emotion-stream WebSocket, are
+described once, in docs/SERVICE.md; its limits in the README.
 
 A request is decoded in memory (ser.audio: accepted containers only, in
 bounded memory), its transcript aligned word by word to its audio
@@ -19,40 +10,9 @@ bounded memory), its transcript aligned word by word to its audio
 run in worker threads, at most `threads` at once; the model is shared
 (Session.run is thread-safe) and each alignment runs in its own process.
 When the client leaves, its request stops: the alignment process is killed
-and the model stops at the next chunk.
-
-WebSocket /emotion-stream: one live utterance per connection (ser.streaming).
-Text messages are JSON objects with a "type"; audio goes in binary messages.
-
-    client -> server
-      {"type": "start", "format": "pcm_s16le", "sample_rate": 16000, "channels": 1,
-       "words": false, "timeline": false}               first, once
-      <binary>  16-bit little-endian PCM, channels interleaved, split anyhow
-      {"type": "words", "words": [{"word": "engine", "start": 1.20, "end": 1.55}],
-       "until": 1.6}                                    optional, in order of time
-      {"type": "end"}                                   the utterance is over
-    server -> client
-      {"type": "ready", "sample_rate", "frame_ms": 250, "chunk_ms": 5000, "model"}
-      {"type": "frame", "timestamp": ms, "arousal", "valence"}      per 250 ms frame
-      {"type": "chunk", "start": s, "end": s, "arousal", "valence", "emotion"}  per 5 s
-      {"type": "summary", ...}   after "end": what POST /emotion-recognition answers for
-                                 the same audio and words (plus "closed": why, when the
-                                 stream ended without "end")
-      {"type": "error", "error", "text"}  then the close: 1008 bad input, 1013 too many
-                                 streams, 1011 a fault of the server
-
-Times are seconds (ms for a frame's timestamp) from the stream's first
-sample. A frame is answered once the audio reaches a few milliseconds past
-its end (the convolutions read them); with "words": true, also once the words
-are final up to its end ("until": no word still to come starts before it;
-default the end of the last word sent), so each frame hears the word spoken
-in it. Words sent without "words": true reach only the frames not yet
-answered. A stream ends with its summary and "closed" when it sends nothing
-for `stream_idle_seconds`, when its audio falls behind half of real time
-(after `stream_idle_seconds` of grace), or when it reaches
-`max_audio_seconds`; one over `max_streams` is refused (1013). Streams run the
-model in their own `stream_threads` worker threads, so they do not take the
-requests'.
+and the model stops at the next chunk. A stream (ser.streaming) runs the
+model in its own `stream_threads` worker threads, frame by frame as its
+audio arrives, and is held to a pace and a length as requests are.
 """
 
 import base64
