@@ -67,8 +67,7 @@ class PortionModel(inference.Predictor):
     carried over (the same predictions in bounded memory); 0: each segment in
     one pass."""
 
-    def __init__(self, config, dataset_dir, portion, device,
-                 precision=helper.DEFAULT_PRECISION, chunk_seconds=0):
+    def __init__(self, config, dataset_dir, portion, device, precision='fp32', chunk_seconds=0):
         info = DatasetInfo.load(dataset_dir)
         self.portion = portion
         self.paths = info.portion_files(portion)

@@ -266,7 +266,12 @@ def train(dataset_dir, train_dir, settings, flag_values=None, task=None):
     if task is not None and task.job_name == 'ps':
         cluster.serve(task)
     device = helper.configure_device(settings.device)
-    precision = helper.choose_precision(settings.precision, settings.device)
+    requested = settings.precision
+    if task is not None and requested == 'auto':
+        # With the variables on parameter servers, oneDNN's bf16 rewrite leaves
+        # a fused convolution no kernel runs: a cluster trains in fp32.
+        requested = 'fp32'
+    precision = helper.choose_precision(requested, settings.device)
     logging.info('precision %s%s, %s windows, padding %s', precision,
                  '' if precision == settings.precision else ' (--precision %s)' % settings.precision,
                  settings.windows, 'skipped' if settings.skip_padding else 'computed')
