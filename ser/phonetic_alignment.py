@@ -102,20 +102,26 @@ def add_missing_words(words):
 def decode(samples, words):
     """[(word, start s, end s)] of the decoder's alignment of `words`."""
     engine = decoder()
-    pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype('<i2')
     try:
         engine.set_align_text(' '.join(words))
         # The front end's noise estimate would carry over from the last recording.
         engine.reinit_feat()
-        engine.start_utt()
-        engine.process_raw(pcm.tobytes(), full_utt=True)
-        engine.end_utt()
+        run_utterance(engine, samples)
     except RuntimeError as error:
         raise PhoneticAlignmentError('PocketSphinx failed: %s' % error) from None
     if engine.hyp() is None:
         raise PhoneticAlignmentError('PocketSphinx found no alignment of the words')
     return [(ALTERNATIVE.sub('', segment.word), segment.start_frame * FRAME_SECONDS,
              (segment.end_frame + 1) * FRAME_SECONDS) for segment in engine.seg()]
+
+
+def run_utterance(engine, samples):
+    """16-kHz float `samples` through a PocketSphinx decoder as one
+    utterance, as 16-bit PCM; RuntimeError from PocketSphinx passes."""
+    pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype('<i2')
+    engine.start_utt()
+    engine.process_raw(pcm.tobytes(), full_utt=True)
+    engine.end_utt()
 
 
 def speech_frames(samples):

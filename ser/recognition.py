@@ -13,7 +13,6 @@ The service builds one in its aligner helper process and recognises in forks
 of it (ser.isolated_alignment), each from that same state. Cepstral mean
 normalisation is computed per recording.
 """
-import numpy as np
 from pocketsphinx import Decoder
 
 import helper
@@ -47,12 +46,9 @@ class Recogniser:
 
     def words(self, samples):
         """recognise_words of `samples`, by this recogniser."""
-        pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype('<i2')
         engine = self._engine
         try:
-            engine.start_utt()
-            engine.process_raw(pcm.tobytes(), full_utt=True)
-            engine.end_utt()
+            phonetic_alignment.run_utterance(engine, samples)
         except RuntimeError as error:
             raise RecognitionError('PocketSphinx failed: %s' % error) from None
         if engine.hyp() is None:
