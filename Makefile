@@ -14,12 +14,15 @@ DEMO_TRUTH := $(DEMO)/truth
 DEMO_DATA := $(DEMO)/tfrecords
 DEMO_CKPT := $(DEMO)/checkpoints
 SEED ?= 0
-# The demo's schedule: what a 2-core CPU trains in a few minutes on the demo corpus.
-DEMO_SAMPLE_RATE ?= 8000
-DEMO_STEPS ?= 600
-DEMO_LEARNING_RATE ?= 1e-3
-DEMO_SEQUENCE_LENGTH ?= 100
-CLUSTER_DEMO_STEPS ?= 100
+# The demo's schedule (ser/defaults.py, where train.py's defaults are too).
+DEMO_SCHEDULE := $(shell $(PYTHON_SYSTEM) -c 'from ser import defaults as d; \
+	print(d.DEMO_SAMPLE_RATE, d.DEMO_STEPS, d.DEMO_LEARNING_RATE, d.DEMO_SEQUENCE_LENGTH, \
+	d.CLUSTER_DEMO_STEPS)')
+DEMO_SAMPLE_RATE ?= $(word 1,$(DEMO_SCHEDULE))
+DEMO_STEPS ?= $(word 2,$(DEMO_SCHEDULE))
+DEMO_LEARNING_RATE ?= $(word 3,$(DEMO_SCHEDULE))
+DEMO_SEQUENCE_LENGTH ?= $(word 4,$(DEMO_SCHEDULE))
+CLUSTER_DEMO_STEPS ?= $(word 5,$(DEMO_SCHEDULE))
 DEMO_CLUSTER_CKPT := $(DEMO)/cluster_checkpoints
 
 .PHONY: setup system-packages muse demo demo-data test test-fast bench clean-demo ablation \
@@ -125,8 +128,8 @@ clean-demo:
 # is), then writes ablation/results.json and RESULTS.md. A rerun skips the
 # finished runs.
 ablation: demo-data
-	$(PY) ablation.py --dataset_dir $(DEMO_DATA) --output_dir ablation --report RESULTS.md \
-	    --device -1 --seeds 0,1,2 --max_steps $(DEMO_STEPS) --learning_rate $(DEMO_LEARNING_RATE) \
+	$(PY) ablation.py --dataset_dir $(DEMO_DATA) --portion test --output_dir ablation \
+	    --report RESULTS.md --device -1 --seeds 0,1,2 --max_steps $(DEMO_STEPS) --learning_rate $(DEMO_LEARNING_RATE) \
 	    --sequence_length $(DEMO_SEQUENCE_LENGTH)
 
 # The training options compared in RESULTS.md (Notes): the model hearing both
@@ -139,7 +142,8 @@ ablation: demo-data
 OPTIONS_RUNS ?= per_segment:$(DEMO_STEPS):computed per_segment:$(DEMO_STEPS):skipped \
 	tight:$(DEMO_STEPS):computed packed:$(DEMO_STEPS):computed tight:375:computed \
 	packed:263:computed
-OPTIONS_FLAGS = --dataset_dir $(DEMO_DATA) --device -1 --modalities both --seeds 0,1,2 \
+OPTIONS_FLAGS = --dataset_dir $(DEMO_DATA) --portion test --device -1 --modalities both \
+	--seeds 0,1,2 \
 	--learning_rate $(DEMO_LEARNING_RATE) --sequence_length $(DEMO_SEQUENCE_LENGTH)
 training-options: demo-data
 	for run in $(OPTIONS_RUNS); do \

@@ -35,35 +35,27 @@ import time
 from absl import flags
 
 import helper
-from ser import ablation
+from ser import ablation, defaults
 
 FLAGS = flags.FLAGS
+OUTPUT_DIR = 'ablation/'
 
 # ---- Dataset flags ----
-flags.DEFINE_string('dataset_dir', helper.tfrecords_dir('demo'),
-                    'Directory with dataset.json and the TFRecords (data_generator.py).')
-flags.DEFINE_enum('portion', 'test', list(helper.PORTIONS), 'Portion every run is evaluated on.')
-flags.DEFINE_integer('sequence_length', 100, 'Frames per training window.', lower_bound=1)
-flags.DEFINE_integer('batch_size', 5, 'Windows per training batch.', lower_bound=1)
-flags.DEFINE_enum('windows', ablation.DEFAULT_WINDOWS, list(ablation.WINDOW_SCHEMES),
-                  'train.py --windows of every run.')
+helper.define_flags('dataset_dir', 'portion', 'sequence_length', 'batch_size', 'windows')
 
 # ---- Model flags ----
-flags.DEFINE_list('modalities', ['both', 'audio', 'text'],
-                  'Comma list of modalities to compare (both, audio, text).')
-flags.DEFINE_integer('hidden_units', 256, 'LSTM units.', lower_bound=1)
+flags.DEFINE_list('modalities', list(defaults.MODALITIES),
+                  'Comma list of modalities to compare (%s).' % ', '.join(defaults.MODALITIES))
+helper.define_flags('hidden_units')
 
 # ---- Optimisation flags ----
 flags.DEFINE_list('seeds', ['0', '1', '2'],
                   'Comma list of seeds; every modality is trained once per seed.')
-flags.DEFINE_integer('max_steps', 600, 'Training steps of every run.', lower_bound=1)
-flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate of every run.', lower_bound=0.0)
-flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
-                  'train.py --precision of every run (evaluation is fp32).')
-flags.DEFINE_bool('skip_padding', True, 'train.py --skip_padding of every run.')
+helper.define_flags('max_steps', 'learning_rate', 'precision', 'skip_padding')
+flags.mark_flag_as_required('max_steps')
 
 # ---- Output flags ----
-flags.DEFINE_string('output_dir', 'ablation/', 'Where runs/ and results.json go.')
+helper.define_flags('output_dir')
 flags.DEFINE_string('report', 'RESULTS.md', 'Markdown report to (re)write.')
 helper.define_flags('overwrite', 'verbose')
 
@@ -81,14 +73,15 @@ def _valid_seeds(value):
 
 
 @flags.validator('modalities', message='--modalities must be distinct names among %s'
-                 % ', '.join(ablation.MODALITIES))
+                 % ', '.join(defaults.MODALITIES))
 def _valid_modalities(value):
-    return bool(value) and len(set(value)) == len(value) and set(value) <= set(ablation.MODALITIES)
+    return bool(value) and len(set(value)) == len(value) and set(value) <= set(defaults.MODALITIES)
 
 
 def main(argv):
     del argv
     seeds = [int(seed) for seed in FLAGS.seeds]
+    output_dir = FLAGS.output_dir or OUTPUT_DIR
     modalities = list(FLAGS.modalities)
     plan = ablation.schedule(FLAGS.dataset_dir, FLAGS.portion, FLAGS.max_steps,
                              FLAGS.learning_rate, FLAGS.sequence_length, FLAGS.batch_size,
@@ -96,18 +89,18 @@ def main(argv):
                              FLAGS.skip_padding)
     ablation.dataset_summary(plan['dataset_dir'], plan['portion'])  # bad data fails here, early
     started = time.time()
-    records, failed = ablation.run_all(plan, seeds, modalities, FLAGS.output_dir, FLAGS.device,
+    records, failed = ablation.run_all(plan, seeds, modalities, output_dir, FLAGS.device,
                                        FLAGS.overwrite)
     if not records:
         logging.error('no run finished: results and report left as they were')
         return 1
-    results = ablation.collect(records, failed, seeds, modalities, plan, FLAGS.output_dir,
+    results = ablation.collect(records, failed, seeds, modalities, plan, output_dir,
                                FLAGS.device)
-    ablation.write_outputs(results, FLAGS.output_dir, FLAGS.report)
+    ablation.write_outputs(results, output_dir, FLAGS.report)
     print('\n'.join(ablation.results_table(results['summary'])))
     logging.info('%d run(s) done, %d failed, in %.1f min; results in %s and %s', len(records),
                  len(failed), (time.time() - started) / 60,
-                 os.path.join(FLAGS.output_dir, ablation.RESULTS_FILE), FLAGS.report)
+                 os.path.join(output_dir, ablation.RESULTS_FILE), FLAGS.report)
     return 1 if failed else 0
 
 

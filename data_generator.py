@@ -23,40 +23,29 @@ Example:
 from absl import flags
 
 import helper
-from ser import embeddings, generation, records
+from ser import embeddings, generation
 
 FLAGS = flags.FLAGS
 
 # ---- Dataset flags ----
-helper.define_flags('muse_dir', 'task_dir', 'work_dir')
-flags.DEFINE_string('partition', None,
-                    'Partition file of video ids (header Id,Proposal). '
-                    'Default: <work_dir>/partition.csv.')
+helper.define_flags('muse_dir', 'task_dir', 'work_dir', 'partition')
 
 # ---- Feature flags ----
-flags.DEFINE_integer('sample_rate', 16000,
-                     'Audio sample rate in Hz; a 250 ms frame must hold a multiple of 250 '
-                     'samples (the model pools by 250), i.e. a multiple of 1000 Hz.')
+helper.define_flags('sample_rate')
 flags.DEFINE_string('embeddings', None,
                     'Word vectors to use: word2vec/fastText text (.txt, .vec) or binary (.bin), '
                     'or gensim KeyedVectors (.kv). Default: word2vec trained on the words of '
                     'the sync maps, kept in <work_dir>/embeddings/word2vec_<dim>.kv.')
-flags.DEFINE_integer('embedding_dim', 100,
-                     'Size of the word2vec vectors trained when --embeddings is not given.',
-                     lower_bound=1)
+helper.define_flags('embedding_dim')
 flags.DEFINE_integer('word2vec_epochs', embeddings.WORD2VEC_EPOCHS,
                      'Passes of the word2vec training over the sync maps\' words. A corpus of a '
                      'few thousand words needs many: with gensim\'s default of 5 its vectors '
                      'stay near their tiny random start and carry no meaning to the model.',
                      lower_bound=1)
-flags.DEFINE_integer('seed', 0, 'Seed of the word2vec training.')
+helper.define_flags('seed')
 
 # ---- Run flags ----
 helper.define_flags('workers', 'overwrite', 'verbose')
-
-flags.register_validator('sample_rate', records.is_valid_sample_rate,
-                         'a 250 ms frame must hold a multiple of 250 samples: '
-                         'use a multiple of 1000 Hz')
 
 
 def main(argv):

@@ -26,32 +26,18 @@ from absl import flags
 
 import helper
 import models
-from ser import evaluation, inference
+from ser import evaluation
 
 FLAGS = flags.FLAGS
 
 # ---- Dataset flags ----
-flags.DEFINE_string('dataset_dir', helper.tfrecords_dir(helper.DEFAULT_WORK_DIR),
-                    'Directory with dataset.json and the portion\'s TFRecords.')
-flags.DEFINE_enum('portion', 'devel', list(helper.PORTIONS), 'Portion to evaluate.')
+helper.define_flags('dataset_dir', 'portion')
 
 # ---- Model flags ----
-flags.DEFINE_enum('modality', None, list(models.MODALITIES),
-                  'What the model hears: both, audio (zero embeddings) or text (zero audio '
-                  'frames); default: the modality the checkpoint was trained with (model.json).')
-flags.DEFINE_bool('allow_modality_mismatch', False,
-                  'Run with a --modality other than the checkpoint\'s instead of refusing.')
-flags.DEFINE_float('chunk_seconds', inference.DEFAULT_CHUNK_SECONDS,
-                   'Run each segment through the model in chunks of this many seconds, the LSTM '
-                   'state carried over (the same predictions within 1e-4, memory bounded '
-                   'whatever the segment\'s length); 0: each segment in one pass.',
-                   lower_bound=0.0)
+helper.define_flags('modality', 'allow_modality_mismatch', 'chunk_seconds')
 
 # ---- Checkpoint flags ----
-flags.DEFINE_string('checkpoint', 'checkpoints/',
-                    'Checkpoint directory written by train.py (model.ckpt-N, model.json, '
-                    'dataset.json).')
-helper.define_flags('steps')
+helper.define_flags('checkpoint', 'steps')
 flags.DEFINE_bool('watch', False,
                   'Evaluate every new checkpoint as training writes it and keep the best '
                   '(mean CCC) in <checkpoint>/best/.')
@@ -61,7 +47,7 @@ flags.DEFINE_integer('watch_timeout_secs', 900, 'With --watch: stop after this m
                      'without a new checkpoint.', lower_bound=1)
 
 # ---- Output flags ----
-flags.DEFINE_string('json', None, 'Also write the metrics to this JSON file.')
+helper.define_flags('json')
 flags.DEFINE_string('predictions_dir', None,
                     'Where the per-segment CSV and PNG go (<Id>/<Id>_<seg>.csv); default '
                     'predictions/<portion>/.')
@@ -69,10 +55,7 @@ flags.DEFINE_bool('plots', True, 'Draw a PNG per segment beside its CSV.')
 helper.define_flags('verbose')
 
 # ---- Device flags ----
-helper.define_flags('device')
-flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
-                  'Arithmetic of the model, as train.py --precision (any checkpoint runs in any '
-                  'precision); auto picks what this machine runs natively.')
+helper.define_flags('device', 'precision')
 
 
 def main(argv):

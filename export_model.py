@@ -18,10 +18,7 @@ import helper
 from ser import export
 
 # ---- Checkpoint flags ----
-flags.DEFINE_string('checkpoint', 'checkpoints/',
-                    'Training directory of train.py (model.ckpt-N files, dataset.json, '
-                    'model.json).')
-helper.define_flags('steps')
+helper.define_flags('checkpoint', 'steps')
 
 # ---- Export flags ----
 flags.DEFINE_string('export_dir', 'exported/',

@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 
+from ser import defaults
+
 # --------------------------------------------------------------------------
 # Paths. Inputs: MuSe-CaR 2020 as distributed (the processed-tasks package);
 # outputs under --work_dir. The unit of work is the segment <Id>_<seg>.
@@ -225,10 +227,13 @@ def run(main):
 
 
 # --------------------------------------------------------------------------
-# Flags several scripts share: one definition and one help text each.
+# Flags two or more programs (scripts, tools, benchmarks) share: one
+# definition, one default and one help text each (tests/test_flags.py). A
+# flag only one program has is defined in that program's flag block.
 # --------------------------------------------------------------------------
 SHARED_FLAGS = {
     # name: (kind, default, help, keyword arguments)
+    # ---- Inputs and outputs ----
     'muse_dir': ('string', DEFAULT_MUSE_DIR,
                  'MuSe-CaR directory (the MuSe 2020 processed-tasks package, read only): '
                  'metadata/partition.csv and <task_dir>/.', {}),
@@ -241,40 +246,158 @@ SHARED_FLAGS = {
                  'tfrecords/).', {}),
     'ids': ('list', None, 'Only these video ids (comma separated); default: every video of the '
             'partition.', {}),
+    'partition': ('string', None, 'Partition file of video ids (header Id,Proposal); default: '
+                  '<work_dir>/partition.csv.', {}),
+    'truth_dir': ('string', None,
+                  'Folder of what only the corpus generator knows: true word timings per segment '
+                  '(word_timings/<Id>/<Id>_<seg>.csv, header start,end,word, seconds from the '
+                  'segment start), segments.csv, sentence levels, withheld test labels. '
+                  'make_demo_corpus.py writes it (default: truth/ beside --output_dir); with it, '
+                  'synchronisation_map_generator.py reports alignment accuracy.', {}),
+    'output_dir': ('string', None, 'Folder the program writes: make_demo_corpus.py the corpus '
+                   '(default demo/MuSe-CaR), ablation.py runs/ and results.json (default '
+                   'ablation/).', {}),
+    'output': ('string', None, 'File the program writes: partition_generator.py the partition '
+               '(default <work_dir>/partition.csv), predict.py the timeline CSV (timestamp (ms), '
+               'arousal, valence; default: none), bench/run_all.py the results JSON (default '
+               'bench/results/latest.json).', {}),
+    'json': ('string', None, 'Also write a JSON summary of the run here: eval.py its metrics, '
+             'predict.py the text used, the frames and the means.', {}),
+    'dataset_dir': ('string', os.path.join(DEFAULT_WORK_DIR, 'tfrecords'),
+                    'Directory with dataset.json and the TFRecords (data_generator.py).', {}),
     'overwrite': ('boolean', False, 'Redo outputs that already exist; by default they are kept, '
                   'so an interrupted run resumes where it stopped.', {}),
+    # ---- The generated corpus (make_demo_corpus.py, the benchmarks' corpus) ----
+    'videos': ('integer', 16, 'Videos in the generated corpus (each cut into 2 to 4 segments).',
+               {'lower_bound': 1}),
+    'seconds_per_video': ('float', 60.0, 'Length of every generated video, in seconds.',
+                          {'lower_bound': 5.0}),
+    # ---- Features ----
+    'sample_rate': ('integer', defaults.SAMPLE_RATE,
+                    'Audio sample rate in Hz; a 250 ms frame must hold a multiple of 250 samples '
+                    '(the model pools by 250), i.e. a multiple of 1000 Hz.', {'lower_bound': 1000}),
+    'embedding_dim': ('integer', defaults.EMBEDDING_DIM,
+                      'Size of the word vectors (word2vec trained when data_generator.py is not '
+                      'given --embeddings).', {'lower_bound': 1}),
+    'aligner': ('enum', 'given', 'given: MuSe\'s word times, converted to segment-relative '
+                'seconds; phonetic: re-align the segment\'s words against its audio with '
+                'PocketSphinx (English; for word times missing or wrong); aeneas: the same with '
+                'aeneas (any --language espeak speaks).',
+                {'enum_values': ['given', 'phonetic', 'aeneas']}),
+    'language': ('string', 'eng', 'Language of the text, as an aeneas/espeak code (eng, deu, '
+                 'fra, ...): it picks the aligner and the voice it synthesises.', {}),
+    'recognise': ('boolean', False,
+                  'Where no words are given (predict.py: no --text, --transcript or --words; '
+                  'serve.py: a request with no transcript and no words), recognise them from '
+                  'the audio with PocketSphinx\'s en-us recogniser (English --language only), '
+                  'so that the semantic branch hears them; it costs far more CPU than the model '
+                  '(BENCHMARKS.md). serve.py answers "text": "recognised"; streams are not '
+                  'recognised.', {}),
+    # ---- Training windows and the model ----
+    'batch_size': ('integer', defaults.BATCH_SIZE, 'Windows per training batch.',
+                   {'lower_bound': 1}),
+    'sequence_length': ('integer', defaults.SEQUENCE_LENGTH,
+                        'Frames per training window (250 ms each); any value, no TFRecord '
+                        'regeneration.', {'lower_bound': 1}),
+    'windows': ('enum', defaults.WINDOWS,
+                'How training windows are cut. per_segment: each segment after 0..T-1 padding '
+                'frames, its last window padded (most of a window is padding when segments are '
+                'shorter than it); tight: each segment in the fewest windows that hold it, its '
+                'spare frames as padding at random before and after it; packed: the shuffled '
+                'segments run one after another, one padding frame between two, the LSTM state '
+                'reset where a segment starts. tight and packed compute less padding but '
+                'trained less accurate models on the demo corpus (RESULTS.md).',
+                {'enum_values': list(defaults.WINDOW_SCHEMES)}),
+    'skip_padding': ('boolean', defaults.SKIP_PADDING,
+                     'Compute the model only on the frames that reach a real frame\'s prediction '
+                     '(models.compact_frame_features): the same predictions and gradients in '
+                     'distribution, without the padding most per-segment windows are made of. '
+                     '--noskip_padding computes every frame of every window.', {}),
+    'hidden_units': ('integer', defaults.HIDDEN_UNITS,
+                     'LSTM units (recorded in model.json; a resumed run must keep them).',
+                     {'lower_bound': 1}),
+    'modality': ('enum', None, 'What the model hears: both inputs, audio alone (zero embeddings) '
+                 'or text alone (zero audio frames), through the same model. train.py records it '
+                 'in model.json (default both; a resumed run must keep it); eval.py and '
+                 'predict.py default to the model\'s own. A SavedModel applies its own inside '
+                 'its graph and can run in no other.',
+                 {'enum_values': list(defaults.MODALITIES)}),
+    'allow_modality_mismatch': ('boolean', False, 'Run a checkpoint with a --modality other than '
+                                'the one it was trained with instead of refusing.', {}),
+    # ---- The schedule ----
+    'learning_rate': ('float', defaults.LEARNING_RATE,
+                      'Adam learning rate (beta1 0.9, beta2 0.99).', {'lower_bound': 0.0}),
+    'max_steps': ('integer', None, 'Train to this global step (counting steps of earlier runs). '
+                  'train.py by default trains until stopped with Ctrl-C; ablation.py needs it '
+                  '(every run trains this far).', {'lower_bound': 1}),
+    'seed': ('integer', 0, 'Seed of every random choice the program makes: the same seed, the '
+             'same result.', {'lower_bound': 0}),
+    # ---- Arithmetic and device ----
+    'precision': ('enum', defaults.PRECISION,
+                  'Arithmetic of the model, through TensorFlow\'s mixed-precision graph rewrite; '
+                  'variables and checkpoints stay float32 either way, and any checkpoint runs in '
+                  'any precision. bf16: oneDNN on the CPU (fast only with avx512_bf16 or AMX; '
+                  'emulated, and slower, without); fp16: on a GPU, without a loss scale; auto: '
+                  'bf16 on a CPU with bf16 instructions, fp32 otherwise (a GPU or a cluster '
+                  'included). train.py writes the one used into log_train.txt and model.json.',
+                  {'enum_values': list(defaults.PRECISIONS)}),
+    'xla': ('boolean', False, 'Compile the training step with XLA (JIT); the same math, off by '
+            'default because it was slower on a CPU (BENCHMARKS.md).', {}),
+    'device': ('integer', 0, 'GPU id to run on (the CPU when there is no GPU); -1 for the CPU.',
+               {}),
+    # ---- Running a trained model ----
+    'checkpoint': ('string', None,
+                   'Training directory of train.py (model.ckpt-N, dataset.json, model.json). '
+                   'eval.py and export_model.py default to checkpoints/, train.py\'s '
+                   '--train_dir; predict.py and serve.py take exactly one of --checkpoint and '
+                   '--saved_model; bench/bench_eval.py without it times random weights.', {}),
+    'steps': ('integer', None, 'With --checkpoint: use model.ckpt-<steps>; default: the latest.',
+              {'lower_bound': 0}),
+    'saved_model': ('string', None, 'SavedModel of export_model.py, instead of --checkpoint: the '
+                    'export directory (its highest version is used) or one version directory.',
+                    {}),
+    'portion': ('enum', 'devel', 'Portion of the partition to evaluate.', {'enum_values': list(PORTIONS)}),
+    'chunk_seconds': ('float', defaults.CHUNK_SECONDS,
+                      'Run audio through the model in chunks of this many seconds, the LSTM '
+                      'state carried from one to the next and a frame of audio on either side '
+                      'for the convolutions: the same predictions as one pass (within 1e-4), in '
+                      'memory bounded whatever the length. 0: one pass (memory grows with the '
+                      'length).', {'lower_bound': 0.0}),
+    'threads': ('integer', 4, 'serve.py: requests processed at once; more wait their turn.',
+                {'lower_bound': 1}),
+    'stream_threads': ('integer', 2, 'serve.py: streams whose frames run through the model at '
+                       'once (requests have their own --threads).', {'lower_bound': 1}),
+    # ---- Running a program ----
     'workers': ('integer', None, 'Processes working in parallel (default: all cores).',
                 {'lower_bound': 1}),
     'verbose': ('boolean', False, 'Show development messages.', {}),
-    'checkpoint': ('string', None, 'Training directory of train.py (model.ckpt-N, dataset.json, '
-                   'model.json). Give exactly one of --checkpoint and --saved_model.', {}),
-    'steps': ('integer', None, 'With --checkpoint: use model.ckpt-<steps>; default: the latest.',
-              {'lower_bound': 0}),
-    'saved_model': ('string', None, 'SavedModel of export_model.py: the export directory (its '
-                    'highest version is used) or one version directory.', {}),
-    'language': ('string', 'eng', 'Language of the text, as an aeneas/espeak code (eng, deu, '
-                 'fra, ...): it picks the voice the word alignment synthesises.', {}),
-    'device': ('integer', 0, 'GPU id to run on (the CPU when there is no GPU); -1 for the CPU.',
-               {}),
+}
+# Checks beyond a flag's type and bounds: (test, what the error says).
+FLAG_VALIDATORS = {
+    'language': (lambda code: code in aeneas_languages(),
+                 'not a language code espeak knows in aeneas (eng, deu, fra, ita, spa, ...)'),
+    'sample_rate': (lambda rate: rate % 1000 == 0,
+                    'a 250 ms frame must hold a multiple of 250 samples: use a multiple of '
+                    '1000 Hz'),
 }
 
 
-def define_flags(*names):
-    """Define the shared flags `names` (SHARED_FLAGS) as flags of the calling
-    script: they are listed in its --help, and a script that does not ask for
-    one refuses it like any unknown flag."""
+def define_flags(*names, table=SHARED_FLAGS):
+    """Define the shared flags `names` (of `table`: SHARED_FLAGS, or the
+    benchmarks' own) as flags of the calling script: they are listed in its
+    --help, and a script that does not ask for one refuses it like any
+    unknown flag."""
     from absl import flags
     # Flags defined here belong to the script that calls, not to helper.
     flags.disclaim_key_flags()
     for name in names:
-        kind, default, text, keywords = SHARED_FLAGS[name]
+        kind, default, text, keywords = table[name]
         if name == 'workers':
             default = default_workers()
-        getattr(flags, 'DEFINE_' + kind)(name, default, text, **keywords)
-        if name == 'language':
-            flags.register_validator('language', lambda code: code in aeneas_languages(),
-                                     message='not a language code espeak knows in aeneas '
-                                     '(eng, deu, fra, ita, spa, ...)')
+        getattr(flags, 'DEFINE_' + kind)(name, default, help=text, **keywords)
+        if name in FLAG_VALIDATORS:
+            check, message = FLAG_VALIDATORS[name]
+            flags.register_validator(name, check, message=message)
 
 
 def aeneas_languages():

@@ -24,10 +24,7 @@ from ser import distribution
 FLAGS = flags.FLAGS
 
 # ---- Input flags ----
-helper.define_flags('work_dir')
-flags.DEFINE_string('partition', None,
-                    'Partition file, header Id,Proposal of video ids (default '
-                    '<work_dir>/partition.csv).')
+helper.define_flags('work_dir', 'partition')
 
 # ---- Output flags ----
 flags.DEFINE_string('plot_dir', None,

@@ -15,6 +15,7 @@ Same seed, same bytes. See ser/demo_corpus.py for the design.
     .venv/bin/python make_demo_corpus.py --output_dir demo/MuSe-CaR --truth_dir demo/truth
 """
 import logging
+import os
 
 from absl import flags
 
@@ -22,23 +23,13 @@ import helper
 from ser import demo_corpus
 
 FLAGS = flags.FLAGS
+OUTPUT_DIR = os.path.join('demo', 'MuSe-CaR')
 
 # ---- Output flags ----
-flags.DEFINE_string('output_dir', 'demo/MuSe-CaR',
-                    'Corpus folder to write, in the MuSe-CaR 2020 layout (metadata/, c1_muse_wild/).')
-flags.DEFINE_string('truth_dir', 'demo/truth',
-                    'Folder for what only the generator knows: true word timings per segment '
-                    '(word_timings/<Id>/<Id>_<seg>.csv, seconds from the segment start), '
-                    'segments.csv, sentence levels, withheld test labels.')
-helper.define_flags('overwrite')
+helper.define_flags('output_dir', 'truth_dir', 'overwrite')
 
 # ---- Corpus flags ----
-flags.DEFINE_integer('videos', 16, 'Number of videos (each cut into 2 to 4 segments).',
-                     lower_bound=1)
-flags.DEFINE_float('seconds_per_video', 60.0, 'Length of every video in seconds.',
-                   lower_bound=5.0)
-flags.DEFINE_integer('seed', 0, 'Seed of every random choice; same seed, same bytes.',
-                     lower_bound=0)
+helper.define_flags('videos', 'seconds_per_video', 'seed')
 flags.DEFINE_bool('late_unlabelled', False,
                   'Leave out the first topic segment of every test (unlabelled) video, so that '
                   'its segments start late in the video, as MuSe-CaR\'s may.')
@@ -53,8 +44,11 @@ helper.define_flags('workers', 'verbose')
 
 def main(argv):
     del argv  # unused
+    output_dir = FLAGS.output_dir or OUTPUT_DIR
+    truth_dir = FLAGS.truth_dir or os.path.join(os.path.dirname(os.path.normpath(output_dir)),
+                                                'truth')
     try:
-        summary = demo_corpus.generate_corpus(FLAGS.output_dir, FLAGS.truth_dir, FLAGS.videos,
+        summary = demo_corpus.generate_corpus(output_dir, truth_dir, FLAGS.videos,
                                               FLAGS.seconds_per_video, FLAGS.seed, FLAGS.workers,
                                               FLAGS.overwrite, FLAGS.late_unlabelled,
                                               FLAGS.label_aligned_features)
@@ -62,14 +56,14 @@ def main(argv):
         logging.error('%s', error)
         return 1
     logging.info('demo corpus %s: %d videos, %d segments (train %d, devel %d, test %d videos), '
-                 '%.1f s of audio, %d sentences, %d words, wall time %.1f s%s', FLAGS.output_dir,
+                 '%.1f s of audio, %d sentences, %d words, wall time %.1f s%s', output_dir,
                  summary['videos'], summary['segments'], summary['partition']['train'],
                  summary['partition']['devel'], summary['partition']['test'], summary['seconds'],
                  summary['sentences'], summary['words'], summary['wall_seconds'],
                  ' (already complete)' if summary['skipped'] else '')
     logging.info('segments without a transcript: %s; truth (word timings, sentence levels, '
                  'withheld labels): %s', ', '.join(summary['no_transcript']) or 'none',
-                 FLAGS.truth_dir)
+                 truth_dir)
     return 0
 
 

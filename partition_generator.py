@@ -33,12 +33,10 @@ FLAGS = flags.FLAGS
 helper.define_flags('muse_dir', 'work_dir')
 
 # ---- Output flags ----
-flags.DEFINE_string('output', None,
-                    'Where the new partition is written (default <work_dir>/partition.csv).')
+helper.define_flags('output')
 
 # ---- Split flags ----
-flags.DEFINE_integer('seed', 0, 'Seed of the devel shuffle: same seed, same split.',
-                     lower_bound=0)
+helper.define_flags('seed')
 flags.DEFINE_float('test_fraction', 0.5,
                    'Fraction of the labelled devel videos moved to test, in (0, 1); rounded, '
                    'keeping at least one video in each set.')

@@ -49,28 +49,14 @@ from absl import app, flags
 import numpy as np
 
 import helper
-import models
 from ser import alignment, audio, inference, recognition
 
 # ---- Model flags ----
 helper.define_flags('checkpoint', 'steps', 'saved_model')
-flags.DEFINE_enum('modality', None, list(models.MODALITIES),
-                  'What the model hears: both, audio (zero embeddings) or text (zero audio '
-                  'frames); default: the modality the model was trained with (model.json). A '
-                  'SavedModel applies its own inside its graph and can run in no other.')
-flags.DEFINE_bool('allow_modality_mismatch', False,
-                  'With --checkpoint: run with a --modality other than the model\'s instead of '
-                  'refusing.')
+helper.define_flags('modality', 'allow_modality_mismatch')
 
 # ---- Inference flags ----
-flags.DEFINE_float('chunk_seconds', inference.DEFAULT_CHUNK_SECONDS,
-                   'Run the recording through the model in chunks of this many seconds, the '
-                   'LSTM state carried from one to the next and a frame of audio on either side '
-                   'for the convolutions: the timeline equals the one-pass one (within 1e-4) '
-                   'and memory stays bounded whatever the length (an hour of 16-kHz audio in '
-                   'under 2 GB). 0: the whole recording in one pass (memory grows with its '
-                   'length, about 0.28 GB a minute at 16 kHz). A SavedModel exported before '
-                   'chunks existed always runs in one pass (export it again).', lower_bound=0.0)
+helper.define_flags('chunk_seconds')
 
 # ---- Input flags ----
 flags.DEFINE_string('audio', None, 'The recording: any format ffmpeg reads, any sample rate, '
@@ -84,17 +70,12 @@ flags.DEFINE_string('transcript', None,
 flags.DEFINE_string('words', None,
                     'Word timings, header start,end,word (seconds), e.g. from an ASR; '
                     'used without alignment.')
-flags.DEFINE_bool('recognise', False,
-                  'Without --text, --transcript or --words, recognise the words from the audio '
-                  'with PocketSphinx\'s en-us recogniser (English --language only; slower than '
-                  'the model).')
-helper.define_flags('language')
+helper.define_flags('recognise', 'language')
 
 # ---- Output flags ----
-flags.DEFINE_string('output', None, 'CSV timeline to write: timestamp (ms),arousal,valence.')
+helper.define_flags('output')
 flags.DEFINE_string('plot', None, 'Optional PNG of the timeline.')
-flags.DEFINE_string('json', None, 'Optional JSON summary of the run (text used, frames, means).')
-helper.define_flags('overwrite')
+helper.define_flags('json', 'overwrite')
 
 # ---- Device flags ----
 helper.define_flags('device')

@@ -36,18 +36,12 @@ helper.define_flags('checkpoint', 'steps', 'saved_model')
 
 # ---- Text flags ----
 helper.define_flags('language')
-flags.DEFINE_bool('recognise', False, 'A request that brings no transcript and no words has its '
-                  'words recognised from its audio (PocketSphinx\'s en-us recogniser; English '
-                  '--language only), so that the semantic branch hears them; the answer says '
-                  '"text": "recognised". Off by default: it costs about 0.36 s of CPU per second '
-                  'of audio, some hundred times what the model costs (BENCHMARKS.md). Streams are '
-                  'not recognised.')
+helper.define_flags('recognise')
 
 # ---- Server flags ----
 flags.DEFINE_string('host', '0.0.0.0', 'Address to listen on (127.0.0.1: this machine only).')
 flags.DEFINE_integer('port', 8000, 'TCP port to listen on.', lower_bound=1, upper_bound=65535)
-flags.DEFINE_integer('threads', 4, 'Requests processed at once; more wait their turn.',
-                     lower_bound=1)
+helper.define_flags('threads')
 flags.DEFINE_float('max_request_mb', 32.0, 'Largest request body accepted, in MiB (base64 '
                    'makes audio a third larger); larger ones get 413.', lower_bound=0.001)
 flags.DEFINE_float('max_audio_seconds', 600.0, 'Longest audio accepted, in seconds: a '
@@ -66,10 +60,7 @@ flags.DEFINE_bool('no_page', False, 'Serve the API alone, without the live page 
                   '(microphone or file in, arousal and valence curves out).')
 
 # ---- Inference flags ----
-flags.DEFINE_float('chunk_seconds', inference.DEFAULT_CHUNK_SECONDS,
-                   'Run a request\'s audio through the model in chunks of this many seconds, '
-                   'the LSTM state carried over (the same timeline as one pass, in bounded '
-                   'memory); 0: one pass.', lower_bound=0.0)
+helper.define_flags('chunk_seconds')
 
 # ---- Stream flags ----
 flags.DEFINE_integer('max_streams', service.DEFAULT_MAX_STREAMS,
@@ -80,8 +71,7 @@ flags.DEFINE_float('stream_idle_seconds', service.DEFAULT_STREAM_IDLE_SECONDS,
                    'A stream that sends nothing for this long is ended: the server sends the '
                    'summary of what arrived (with "closed") and closes it. So is one whose audio '
                    'falls behind half of real time, after this long of grace.', lower_bound=0.1)
-flags.DEFINE_integer('stream_threads', 2, 'Streams whose frames run through the model at once '
-                     '(requests have their own --threads).', lower_bound=1)
+helper.define_flags('stream_threads')
 
 # ---- Device flags ----
 helper.define_flags('device')

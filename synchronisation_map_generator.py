@@ -50,22 +50,13 @@ from ser import alignment, muse, sync_maps
 FLAGS = flags.FLAGS
 
 # ---- Input flags ----
-helper.define_flags('muse_dir', 'task_dir', 'ids')
-flags.DEFINE_string('truth_dir', None,
-                    'Optional folder with true word timings, word_timings/<Id>/<Id>_<seg>.csv '
-                    '(header start,end,word, seconds from the segment start): the summary then '
-                    'reports alignment accuracy.')
+helper.define_flags('muse_dir', 'task_dir', 'ids', 'truth_dir')
 
 # ---- Output flags ----
 helper.define_flags('work_dir', 'overwrite')
 
 # ---- Alignment flags ----
-flags.DEFINE_enum('aligner', 'given', sync_maps.ALIGNERS,
-                  'given: MuSe\'s word times, converted to segment-relative seconds; phonetic: '
-                  're-align the segment\'s words against its audio with PocketSphinx (English; '
-                  'for word times missing or wrong); aeneas: the same with aeneas (any '
-                  '--language espeak speaks).')
-helper.define_flags('language')
+helper.define_flags('aligner', 'language')
 flags.register_multi_flags_validator(
     ['aligner', 'language'],
     lambda values: values['aligner'] != alignment.PHONETIC

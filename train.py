@@ -40,78 +40,38 @@ import sys
 
 from absl import flags
 
-import data_provider
 import helper
-import models
-from ser import cluster, training
+from ser import defaults
 
 FLAGS = flags.FLAGS
 
 # ---- Dataset flags ----
-flags.DEFINE_string('dataset_dir', helper.tfrecords_dir(helper.DEFAULT_WORK_DIR),
-                    'Directory with dataset.json and the train/ TFRecords (data_generator.py).')
-flags.DEFINE_integer('batch_size', 5, 'Windows per batch.', lower_bound=1)
-flags.DEFINE_integer('sequence_length', 100,
-                     'Frames per window (250 ms each); any value, no TFRecord regeneration.',
-                     lower_bound=1)
-flags.DEFINE_enum('windows', data_provider.DEFAULT_WINDOWS, list(data_provider.WINDOW_SCHEMES),
-                  'How windows are cut. per_segment: each segment after 0..T-1 padding frames, '
-                  'its last window padded (most of a window is padding when segments are shorter '
-                  'than it); tight: each segment in the fewest windows that hold it, its spare '
-                  'frames as padding at random before and after it; packed: the shuffled segments '
-                  'run one after another, one padding frame between two, the LSTM state reset '
-                  'where a segment starts. tight and packed compute less padding but trained '
-                  'less accurate models on the demo corpus (RESULTS.md).')
-flags.DEFINE_bool('skip_padding', True,
-                  'Compute the model only on the frames that reach a real frame\'s prediction '
-                  '(models.compact_frame_features): the same predictions and gradients in '
-                  'distribution, without the padding most per-segment windows are made of. '
-                  '--noskip_padding computes every frame of every window, as before.')
+helper.define_flags('dataset_dir', 'batch_size', 'sequence_length', 'windows', 'skip_padding')
 
 # ---- Model flags ----
-flags.DEFINE_integer('hidden_units', models.DEFAULT_HIDDEN_UNITS,
-                     'LSTM units (recorded in model.json; a resumed run must keep them).',
-                     lower_bound=1)
-flags.DEFINE_enum('modality', models.DEFAULT_MODALITY, list(models.MODALITIES),
-                  'What the model hears: both inputs, audio alone (zero embeddings) or text '
-                  'alone (zero audio frames), through the same model (recorded in model.json; '
-                  'a resumed run must keep it).')
+helper.define_flags('hidden_units', 'modality')
 
 # ---- Optimisation flags ----
-flags.DEFINE_float('learning_rate', 5e-4, 'Adam learning rate (beta1 0.9, beta2 0.99).',
-                   lower_bound=0.0)
+helper.define_flags('learning_rate')
 flags.DEFINE_list('loss_weights', None,
                   'Comma list, one weight per dimension (arousal,valence), e.g. "1,1"; the '
                   'total loss is their normalised weighted mean. Default: plain mean.')
-flags.DEFINE_integer('max_steps', None,
-                     'Stop at this global step (counting steps of earlier runs); '
-                     'default: train until stopped with Ctrl-C.', lower_bound=0)
-flags.DEFINE_integer('seed', 0, 'Seed of weight initialisation, dropout and window shuffling.')
+helper.define_flags('max_steps', 'seed')
 
 # ---- Checkpoint and logging flags ----
-flags.DEFINE_string('train_dir', 'checkpoints/',
+flags.DEFINE_string('train_dir', defaults.TRAIN_DIR,
                     'Where checkpoints, summaries, model.json, dataset.json and log_train.txt go; '
                     'training resumes from the latest checkpoint found here.')
 flags.DEFINE_integer('save_interval_secs', 120, 'Seconds between checkpoints.', lower_bound=1)
 flags.DEFINE_integer('save_summaries_secs', 60, 'Seconds between TensorBoard summaries.',
                      lower_bound=1)
 flags.DEFINE_integer('max_checkpoints', 5, 'How many recent checkpoints to keep.', lower_bound=1)
-flags.DEFINE_integer('log_every_n_steps', 10, 'Steps between progress lines in log_train.txt.',
-                     lower_bound=1)
+flags.DEFINE_integer('log_every_n_steps', defaults.LOG_EVERY_N_STEPS,
+                     'Steps between progress lines in log_train.txt.', lower_bound=1)
 helper.define_flags('verbose')
 
 # ---- Device flags ----
-helper.define_flags('device')
-flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
-                  'Arithmetic of the training step, through TensorFlow\'s mixed-precision graph '
-                  'rewrite; variables and checkpoints stay float32 either way. bf16: oneDNN on '
-                  'the CPU (fast only with avx512_bf16 or AMX; emulated, and slower, without); '
-                  'fp16: on a GPU, without a loss scale; auto (the default): bf16 on a CPU with '
-                  'bf16 instructions, fp32 otherwise (a GPU included). The precision used goes '
-                  'into log_train.txt and model.json.')
-flags.DEFINE_bool('xla', False,
-                  'Compile the training step with XLA (JIT). Same math; on this project\'s '
-                  '2-core CPU it made steps slower (BENCHMARKS.md), so it is off by default.')
+helper.define_flags('device', 'precision', 'xla')
 
 # ---- Distribution flags ----
 flags.DEFINE_list('ps_hosts', None,
@@ -121,7 +81,7 @@ flags.DEFINE_list('ps_hosts', None,
 flags.DEFINE_list('worker_hosts', None,
                   'Worker tasks, host:port,... Worker 0 is the chief, the only one that writes '
                   '--train_dir.')
-flags.DEFINE_enum('job_name', None, list(cluster.JOBS),
+flags.DEFINE_enum('job_name', None, list(defaults.CLUSTER_JOBS),
                   'This task\'s job: a ps holds the variables and serves until stopped; a '
                   'worker trains.')
 flags.DEFINE_integer('task_index', 0, 'This task\'s index in its job.', lower_bound=0)
@@ -144,9 +104,11 @@ def _valid_loss_weights(value):
 
 def main(argv):
     del argv
+    # Here rather than at the top, so that --help does not load TensorFlow.
+    from ser import cluster, training
     settings = training.Settings(
         batch_size=FLAGS.batch_size, sequence_length=FLAGS.sequence_length,
-        hidden_units=FLAGS.hidden_units, modality=FLAGS.modality,
+        hidden_units=FLAGS.hidden_units, modality=FLAGS.modality or defaults.MODALITY,
         learning_rate=FLAGS.learning_rate,
         loss_weights=[float(w) for w in FLAGS.loss_weights] if FLAGS.loss_weights else None,
         max_steps=FLAGS.max_steps, save_interval_secs=FLAGS.save_interval_secs,

@@ -1,7 +1,7 @@
 """Forced-alignment speed: synchronisation_map_generator.py --aligner aeneas
 (or --aligner phonetic, or given) on the generated corpus.
 
-    .venv/bin/python bench/bench_alignment.py [--work_dir DIR] [--repeats 3] [--aligner phonetic]
+    .venv/bin/python bench/bench_alignment.py [--bench_dir DIR] [--repeats 3] [--aligner aeneas]
 
 Runs the script itself (--overwrite, so every segment is aligned) with one
 worker and with all cores, --repeats times each, and reads the speed it
@@ -22,17 +22,13 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
-from bench import corpus, machine  # noqa: E402
+from bench import corpus, machine, options  # noqa: E402
 
 FLAGS = flags.FLAGS
 
 # ---- Benchmark flags ----
-flags.DEFINE_enum('aligner', 'aeneas', ('aeneas', 'phonetic', 'given'),
-                  'synchronisation_map_generator.py --aligner to time: aeneas and phonetic '
-                  're-align every word (the costly paths); given only converts MuSe\'s times.')
-flags.DEFINE_integer('repeats', 3, 'Runs per worker count; the median is reported.',
-                     lower_bound=1)
-flags.DEFINE_bool('verbose', False, 'Development messages (every run).')
+helper.define_flags('aligner', 'verbose')
+options.define('repeats')
 
 # The script's summary line: "speed: 960.0 s of audio in 7.0 s: 136.7 s of audio per wall second"
 SPEED_LINE = re.compile(r'speed: ([\d.]+) s of audio in ([\d.]+) s: ([\d.]+) s of audio per wall')

@@ -1,9 +1,9 @@
 """Memory and time of decoding an upload in the worst cases the service
 accepts (ser.audio), on this machine.
 
-    .venv/bin/python bench/bench_decoding.py [--seconds 600]
+    .venv/bin/python bench/bench_decoding.py [--decoding_seconds 600]
 
-For each case, a FLAC of --seconds of silence at that rate and channel
+For each case, a FLAC of --decoding_seconds of silence at that rate and channel
 count (a few MB: what a hostile caller sends under the 32 MiB body limit), then
 how much the resident memory grows while decoding it to mono at 16 kHz (the model's rate at the paper's
 settings, and the aligner's) and at 8 kHz (the demo model's), beside what
@@ -31,11 +31,10 @@ from absl import app, flags
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench import machine  # noqa: E402  (needs the repository on sys.path)
+from bench import machine, options  # noqa: E402
 from ser import audio  # noqa: E402
 
-flags.DEFINE_float('seconds', 600.0, 'Length of every upload (serve.py --max_audio_seconds).',
-                   lower_bound=1.0)
+options.define('decoding_seconds')
 
 FLAGS = flags.FLAGS
 CASES = ((48000, 4), (96000, 2), (192000, 1), (16000, 1))
@@ -63,7 +62,7 @@ def measure(data):
         os.close(reading)
         before = resident_mb()
         started = time.perf_counter()
-        decoded = audio.decode_bytes(data, TARGETS, max_seconds=FLAGS.seconds + 1)
+        decoded = audio.decode_bytes(data, TARGETS, max_seconds=FLAGS.decoding_seconds + 1)
         seconds = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         output = sum(samples.nbytes for samples in decoded.values()) / 1e6
@@ -89,14 +88,14 @@ def main(argv):
     info = machine.start(verbose=False)
     results = {}
     for rate, channels in CASES:
-        data = flac_upload(rate, channels, FLAGS.seconds)
+        data = flac_upload(rate, channels, FLAGS.decoding_seconds)
         peak, output, seconds = measure(data)
-        float32_input = FLAGS.seconds * rate * channels * 4 / 1e6
+        float32_input = FLAGS.decoding_seconds * rate * channels * 4 / 1e6
         results['%dx%d' % (rate, channels)] = {'upload_mb': len(data) / 1e6, 'peak_mb': peak,
                                               'output_mb': output, 'seconds': seconds}
         logging.info('%6d Hz x %d, %.0f s: upload %.1f MB, decoding grew memory by %.1f MiB for %.1f MB of '
                      'mono output at %s Hz (the file in float32: %.0f MB), %.2f s', rate,
-                     channels, FLAGS.seconds, len(data) / 1e6, peak, output,
+                     channels, FLAGS.decoding_seconds, len(data) / 1e6, peak, output,
                      ' and '.join(map(str, TARGETS)), float32_input, seconds)
     worst = max((case for case in results.values()), key=lambda case: case['peak_mb'])
     machine.hand_over({'decode_peak_mb_worst': round(worst['peak_mb'], 1),

@@ -1,11 +1,11 @@
 """Training speed of train.py on a local cluster: 1 ps and 1, then 2, worker
 processes on 127.0.0.1 (ser.local_cluster), asynchronous updates.
 
-    .venv/bin/python bench/bench_distributed.py [--work_dir DIR] [--workers 1,2] [--max_steps 100]
+    .venv/bin/python bench/bench_distributed.py [--bench_dir DIR] [--worker_counts 1,2] [--train_steps 200]
     .venv/bin/python bench/bench_distributed.py --dataset_dir demo/tfrecords   # existing TFRecords
 
 Watches the chief's log_train.txt, noting when each progress line appears;
-the steady state runs from the first line at or after --warmup_steps to the
+the steady state runs from the first line at or after --train_warmup_steps to the
 last, and the figure is global steps (every worker's updates) per second.
 On one machine the workers share its cores, so this measures the overhead of
 the runtime (gRPC, the ps round trips) more than a speed-up; the CPU seconds
@@ -30,17 +30,10 @@ from bench import corpus, machine, options  # noqa: E402
 from ser.local_cluster import LocalCluster, worker_steps  # noqa: E402
 
 FLAGS = flags.FLAGS
-options.define_window_shape()
-flags.DEFINE_string('dataset_dir', None, 'Train on these TFRecords (data_generator.py output) '
-                    'instead of the generated corpus\'s.')
-flags.DEFINE_list('workers', ['1', '2'], 'Worker counts to measure, one cluster each.')
-flags.DEFINE_integer('max_steps', 100, 'train.py --max_steps: global steps of each run.',
-                     lower_bound=2)
-flags.DEFINE_integer('warmup_steps', 10, 'Global steps left out of the steady state.',
-                     lower_bound=1)
-flags.DEFINE_integer('log_every_n_steps', 5, 'train.py --log_every_n_steps.', lower_bound=1)
-options.define_verbose('every progress line')
-flags.adopt_module_key_flags(options)
+helper.define_flags('batch_size', 'sequence_length', 'dataset_dir')
+flags.DEFINE_list('worker_counts', ['1', '2'], 'Worker counts to measure, one cluster each.')
+options.define('train_steps', 'train_warmup_steps', 'train_log_every_n_steps')
+helper.define_flags('verbose')
 
 PROGRESS_LINE = re.compile(r'^step (\d+) ', re.MULTILINE)
 POLL_SECONDS = 0.05
@@ -96,7 +89,7 @@ def run(dataset_dir, num_workers, batch_size, sequence_length, max_steps, warmup
     steady = [line for line in lines if line[1] >= warmup_steps]
     if len(steady) < 2:
         raise RuntimeError('the chief logged %d progress line(s) from step %d on: need 2; '
-                           'raise --max_steps' % (len(steady), warmup_steps))
+                           'raise --train_steps' % (len(steady), warmup_steps))
     (first_time, first_step, first_cpu), (last_time, last_step, last_cpu) = steady[0], steady[-1]
     steps = last_step - first_step
     return {'steps_per_s': steps / (last_time - first_time),
@@ -112,12 +105,12 @@ def main(argv):
     info = machine.start(FLAGS.verbose)
     figures, details = {}, {}
     with contextlib.ExitStack() as stack:
-        dataset_dir = FLAGS.dataset_dir or corpus.dataset_dir(
+        dataset_dir = FLAGS.dataset_dir if FLAGS['dataset_dir'].present else corpus.dataset_dir(
             stack.enter_context(corpus.work_directory('tfrecords'))[0])
-        for count in [int(n) for n in FLAGS.workers]:
+        for count in [int(n) for n in FLAGS.worker_counts]:
             result = run(dataset_dir, count, FLAGS.batch_size,
-                         FLAGS.sequence_length, FLAGS.max_steps, FLAGS.warmup_steps,
-                         FLAGS.log_every_n_steps, FLAGS.seed)
+                         FLAGS.sequence_length, FLAGS.train_steps, FLAGS.train_warmup_steps,
+                         FLAGS.train_log_every_n_steps, FLAGS.seed)
             logging.info('1 ps + %d worker(s), B=%d T=%d: %.3f global steps/s over steps %d-%d '
                          '(%.1f s); CPU s per step %s; steps per worker %s', count,
                          FLAGS.batch_size, FLAGS.sequence_length, result['steps_per_s'],

@@ -1,6 +1,6 @@
 """Evaluation speed: eval.py's pass over a portion of the generated corpus.
 
-    .venv/bin/python bench/bench_eval.py [--work_dir DIR] [--portion devel] [--repeats 3]
+    .venv/bin/python bench/bench_eval.py [--bench_dir DIR] [--portion devel] [--repeats 3]
 
 Times ser.evaluation.PortionModel.predictions, the part of eval.py that runs
 for every checkpoint it evaluates (also under --watch): restoring the
@@ -33,12 +33,8 @@ from ser import evaluation  # noqa: E402
 from ser.dataset import DatasetInfo  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('checkpoint', None, 'Checkpoint directory of train.py to evaluate; default: '
-                    'random weights at the dataset\'s shapes.')
-flags.DEFINE_enum('portion', 'devel', list(helper.PORTIONS), 'Portion to evaluate.')
-options.define_repeats('Timed passes')
-options.define_verbose('every pass')
-flags.adopt_module_key_flags(options)  # --help lists them with this script's own
+helper.define_flags('checkpoint', 'portion', 'verbose')
+options.define('repeats')
 
 
 @contextlib.contextmanager

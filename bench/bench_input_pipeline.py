@@ -1,13 +1,13 @@
 """Speed of the queue-based input pipeline alone (data_provider.get_split).
 
-    .venv/bin/python bench/bench_input_pipeline.py [--work_dir DIR] [--batches 200]
+    .venv/bin/python bench/bench_input_pipeline.py [--bench_dir DIR] [--input_batches 200]
 
 The training split of the generated corpus's TFRecords, as train.py reads it
 (shuffled windows, random offsets, batch 5 x 100 frames by default), with
 nothing but the dequeue in the graph: each step fetches only the batch's real
 frame count, so the whole batch is dequeued but not copied to Python, as in
-train.py. After --warmup batches (queue runners started, the shuffle queue
-filled), --repeats blocks of --batches batches are timed; a block's figure is
+train.py. After --warmup_batches batches (queue runners started, the shuffle queue
+filled), --repeats blocks of --input_batches batches are timed; a block's figure is
 its B*T window frames (padding included, as the model computes them) per
 second, and the median block is reported. Prints the machine and the figure,
 and as the last line of stdout a JSON dict
@@ -30,12 +30,9 @@ from bench import corpus, machine, options  # noqa: E402
 tf = helper.import_tensorflow()
 
 FLAGS = flags.FLAGS
-options.define_window_shape()
-flags.DEFINE_integer('warmup', 20, 'Untimed batches first.', lower_bound=1)
-flags.DEFINE_integer('batches', 200, 'Batches per timed block.', lower_bound=1)
-options.define_repeats('Timed blocks')
-options.define_verbose('every block')
-flags.adopt_module_key_flags(options)  # --help lists them with this script's own
+helper.define_flags('batch_size', 'sequence_length', 'verbose')
+flags.DEFINE_integer('warmup_batches', 20, 'Untimed batches first.', lower_bound=1)
+options.define('input_batches', 'repeats')
 
 
 def run(dataset_dir, batch_size=5, sequence_length=100, warmup=20, batches=200, repeats=3,
@@ -73,10 +70,10 @@ def main(argv):
     info = machine.start(FLAGS.verbose)
     with corpus.work_directory('tfrecords') as (work_dir, _):
         result = run(corpus.dataset_dir(work_dir), FLAGS.batch_size, FLAGS.sequence_length,
-                     FLAGS.warmup, FLAGS.batches, FLAGS.repeats, FLAGS.seed)
+                     FLAGS.warmup_batches, FLAGS.input_batches, FLAGS.repeats, FLAGS.seed)
     logging.info('input pipeline, B=%d T=%d: %.0f frames/s (median of %d blocks of %d batches; '
                  '%.0f%% of the window frames are real, the rest padding)', FLAGS.batch_size,
-                 FLAGS.sequence_length, result['frames_per_s'], FLAGS.repeats, FLAGS.batches,
+                 FLAGS.sequence_length, result['frames_per_s'], FLAGS.repeats, FLAGS.input_batches,
                  100 * result['real_fraction'])
     machine.hand_over({'input_pipeline_frames_per_s': round(result['frames_per_s'], 2)},
                       {'block_seconds': [round(s, 4) for s in result['block_seconds']],

@@ -1,10 +1,10 @@
 """Memory of predict.py on a long recording: chunked inference keeps it
 bounded whatever the length.
 
-    .venv/bin/python bench/bench_long_audio.py [--minutes 60] [--one_pass_minutes 5]
+    .venv/bin/python bench/bench_long_audio.py [--long_audio_minutes 60] [--one_pass_minutes 5]
 
 Writes a randomly initialised model at the default shapes (16 kHz, S = 4000,
-E = 100, 256 LSTM units) and a --minutes long 16-kHz WAV of noise to a
+E = 100, 256 LSTM units) and a --long_audio_minutes long 16-kHz WAV of noise to a
 temporary directory, runs predict.py on it as a command (its default
 --chunk_seconds, on the CPU) and reads the process's peak resident memory
 from the kernel (wait4). For comparison it also runs predict.py in one pass
@@ -30,13 +30,13 @@ import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import machine, options, random_model  # noqa: E402
 
 # ---- Benchmark flags ----
-flags.DEFINE_float('minutes', 60.0, 'Length of the long recording.', lower_bound=0.1)
+options.define('long_audio_minutes')
 flags.DEFINE_float('one_pass_minutes', 5.0, 'Length of the one-pass comparison run (0: none).',
                    lower_bound=0.0)
-flags.DEFINE_integer('seed', 0, 'Seed of the random weights and audio.')
+helper.define_flags('seed')
 
 # ---- Logging flags ----
-options.define_verbose('predict.py\'s commands')
+helper.define_flags('verbose')
 
 FLAGS = flags.FLAGS
 TARGET_MB = 2048
@@ -97,11 +97,11 @@ def run(minutes, one_pass_minutes, seed):
 def main(argv):
     del argv
     info = machine.start(FLAGS.verbose)
-    figures = run(FLAGS.minutes, FLAGS.one_pass_minutes, FLAGS.seed)
+    figures = run(FLAGS.long_audio_minutes, FLAGS.one_pass_minutes, FLAGS.seed)
     rss = figures['chunked']['max_rss_mb']
-    logging.info('max RSS %.0f MB on %.0f minutes (target < %d MB%s)', rss, FLAGS.minutes,
+    logging.info('max RSS %.0f MB on %.0f minutes (target < %d MB%s)', rss, FLAGS.long_audio_minutes,
                  TARGET_MB, '' if rss < TARGET_MB else ', MISSED')
-    machine.hand_over({'predict_max_rss_mb_%dmin' % round(FLAGS.minutes): rss}, figures, info)
+    machine.hand_over({'predict_max_rss_mb_%dmin' % round(FLAGS.long_audio_minutes): rss}, figures, info)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Speed of one training step of the model alone, without any input pipeline.
 
-    .venv/bin/python bench/bench_model_step.py [--steps 10] [--xla] [--precisions fp32,bf16]
+    .venv/bin/python bench/bench_model_step.py [--model_steps 10] [--xla] [--precisions fp32,bf16]
 
 The training step of train.py (ser.training.training_step: models.build_model
 with a mask, the CCC loss, Adam with lr 5e-4, beta1 0.9, beta2 0.99) on constant inputs held in non-trainable
@@ -8,7 +8,7 @@ variables at train.py's default shapes: B=5 windows of T=100 frames, S=4000
 samples per 250 ms frame at 16 kHz, E=100 embedding values, 256 LSTM units,
 every frame real and computed (--noskip_padding: what skipping the padding
 saves depends on the windows, and bench_train.py measures it).
-After --warmup steps (graph optimisation, allocations) each of --steps steps
+After --warmup steps (graph optimisation, allocations) each of --model_steps steps
 is timed on its own; the figure is B*T frames over the median step time:
 the ceiling train.py can reach on this machine. The CPU seconds (all
 threads) of each step are recorded too: unlike the wall time they barely move
@@ -39,16 +39,12 @@ from ser import records  # noqa: E402
 tf = helper.import_tensorflow()
 
 FLAGS = flags.FLAGS
-options.define_window_shape()
-options.define_step_shape()
-flags.DEFINE_integer('hidden_units', models.DEFAULT_HIDDEN_UNITS, 'LSTM units.', lower_bound=1)
-flags.DEFINE_integer('steps', 10, 'Timed steps; the median is reported.', lower_bound=1)
-options.define_xla()
-flags.DEFINE_integer('device', -1, 'GPU id; -1 (default) for the CPU.')
+helper.define_flags('batch_size', 'sequence_length', 'sample_rate', 'embedding_dim', 'seed',
+                    'hidden_units', 'xla', 'device')
+options.define('warmup', 'model_steps')
 flags.DEFINE_list('precisions', None, 'Precisions to time, of fp32, bf16, fp16 (train.py '
                   '--precision); default: fp32 and bf16 on the CPU, fp32 and fp16 on a GPU.')
-options.define_verbose('every step time')
-flags.adopt_module_key_flags(options)  # --help lists them with this script's own
+helper.define_flags('verbose')
 
 
 def device_precisions(device):
@@ -107,7 +103,7 @@ def main(argv):
     if 'fp32' not in precisions:
         precisions = ['fp32'] + precisions   # the figure the others are compared with
     results = run(FLAGS.batch_size, FLAGS.sequence_length, FLAGS.sample_rate, FLAGS.embedding_dim,
-                  FLAGS.hidden_units, FLAGS.warmup, FLAGS.steps, FLAGS.xla, FLAGS.device,
+                  FLAGS.hidden_units, FLAGS.warmup, FLAGS.model_steps, FLAGS.xla, FLAGS.device,
                   FLAGS.seed, precisions)
     for precision, result in results.items():
         step = statistics.median(result['step_seconds'])
@@ -115,7 +111,7 @@ def main(argv):
                      'max %.3f; CPU %.3f s): %.1f frames/s', FLAGS.batch_size,
                      FLAGS.sequence_length, records.frame_samples_for(FLAGS.sample_rate),
                      FLAGS.embedding_dim, precision, ', XLA' if FLAGS.xla else '', step,
-                     FLAGS.steps, min(result['step_seconds']), max(result['step_seconds']),
+                     FLAGS.model_steps, min(result['step_seconds']), max(result['step_seconds']),
                      statistics.median(result['step_cpu_seconds']), result['frames_per_s'])
     fp32 = results['fp32']
     details = {'step_seconds': [round(s, 4) for s in fp32['step_seconds']],

@@ -1,11 +1,11 @@
 """Real-time factor of predict.py's model part on this machine.
 
-    .venv/bin/python bench/bench_predict.py [--duration 60] [--repeats 3] [--device -1]
+    .venv/bin/python bench/bench_predict.py [--predict_duration 60] [--repeats 3] [--device -1]
 
 Builds a randomly initialised checkpoint at the default shapes (16 kHz, so
 S = 4000 samples per 250 ms frame; E = 100; 256 LSTM units) in a temporary
 directory, loads it once with ser.inference.Predictor, and times
-`Predictor.predict` on one --duration second recording (random audio and
+`Predictor.predict` on one --predict_duration second recording (random audio and
 embeddings), after one warm-up run. TensorFlow start-up and model loading are
 not timed: a service pays them once. Prints the machine and the timings, and
 as the last line of stdout a JSON dict {"predict_rtf_60s": ...} (model
@@ -30,15 +30,14 @@ from bench import machine, options, random_model  # noqa: E402
 from ser import inference  # noqa: E402
 
 # ---- Benchmark flags ----
-flags.DEFINE_float('duration', 60.0, 'Seconds of audio in the timed recording.', lower_bound=0.25)
-options.define_repeats('Timed runs')
-flags.DEFINE_integer('seed', 0, 'Seed of the random weights and inputs.')
+options.define('predict_duration', 'repeats')
+helper.define_flags('seed')
 
 # ---- Device flags ----
-flags.DEFINE_integer('device', -1, 'GPU id; -1 (default) for the CPU.')
+helper.define_flags('device')
 
 # ---- Logging flags ----
-options.define_verbose('the timed runs')
+helper.define_flags('verbose')
 
 FLAGS = flags.FLAGS
 SAMPLE_RATE = random_model.SAMPLE_RATE
@@ -71,14 +70,14 @@ def main(argv):
     del argv
     info = machine.start(FLAGS.verbose)
     helper.configure_device(FLAGS.device)
-    result = run(FLAGS.duration, FLAGS.repeats, FLAGS.device, FLAGS.seed)
+    result = run(FLAGS.predict_duration, FLAGS.repeats, FLAGS.device, FLAGS.seed)
     logging.info('%.0f s of audio (%d frames, S=%d, E=%d, %d LSTM units): model %.3f s median '
                  'of %d (min %.3f); real-time factor %.4f (target <= %.2f%s)',
                  result['audio_seconds'], result['frames'], SAMPLE_RATE // 4, EMBEDDING_DIM,
                  models.DEFAULT_HIDDEN_UNITS, statistics.median(result['model_seconds']),
                  FLAGS.repeats, min(result['model_seconds']), result['rtf'], TARGET_RTF,
                  '' if result['rtf'] <= TARGET_RTF else ', MISSED')
-    key = 'predict_rtf_%ds' % round(FLAGS.duration)
+    key = 'predict_rtf_%ds' % round(FLAGS.predict_duration)
     machine.hand_over({key: round(result['rtf'], 5)},
                       {'audio_seconds': result['audio_seconds'],
                        'model_seconds': [round(s, 4) for s in result['model_seconds']]}, info)

@@ -1,14 +1,14 @@
 """Latency and throughput of serve.py over HTTP on this machine.
 
-    .venv/bin/python bench/bench_service.py [--requests 40] [--clients 4] [--device -1]
+    .venv/bin/python bench/bench_service.py [--service_requests 40] [--clients 4] [--device -1]
 
 Writes a randomly initialised model at the default shapes (16 kHz, S = 4000,
 E = 100, 256 LSTM units; word vectors for the utterances' words) to a
 temporary directory, starts serve.py on a free loopback port and, once
 /health answers, sends POST /emotion-recognition as the voicebot does: 5 s
 utterances spoken by espeak (22.05 kHz WAV, base64) with their transcripts,
-a new connection per request. First one client (--requests in a row), then
---clients clients at once (--requests each). Then, to tell what dominates,
+a new connection per request. First one client (--service_requests in a row), then
+--clients clients at once (--service_requests each). Then, to tell what dominates,
 times each stage of a request in this process on the same utterances:
 decoding the WAV, aligning the transcript (in a fork, as the service does)
 and the model.
@@ -40,20 +40,18 @@ from bench import machine, options, random_model, serving  # noqa: E402
 from ser import alignment, audio, inference, isolated_alignment  # noqa: E402
 
 # ---- Benchmark flags ----
-flags.DEFINE_integer('requests', 40, 'Timed requests per client.', lower_bound=1)
+options.define('service_requests', 'service_utterances')
 flags.DEFINE_integer('clients', 4, 'Clients sending at once in the concurrent run.',
                      lower_bound=1)
 flags.DEFINE_float('utterance_seconds', 5.0, 'Length of every utterance (espeak speech '
                    'padded with silence).', lower_bound=1.0)
-flags.DEFINE_integer('utterances', 8, 'Different utterances, sent in turn.', lower_bound=1)
-flags.DEFINE_integer('threads', 4, 'serve.py --threads.', lower_bound=1)
-flags.DEFINE_integer('seed', 0, 'Seed of the sentences and the random weights.')
+helper.define_flags('threads', 'seed')
 
 # ---- Device flags ----
-flags.DEFINE_integer('device', -1, 'GPU id; -1 (default) for the CPU.')
+helper.define_flags('device')
 
 # ---- Logging flags ----
-options.define_verbose('per-request timings')
+helper.define_flags('verbose')
 
 FLAGS = flags.FLAGS
 VOCABULARY = ('the engine is quiet and the seat feels great but the brakes are awful and the '
@@ -168,7 +166,7 @@ def main(argv):
     del argv
     info = machine.start(FLAGS.verbose)
     with tempfile.TemporaryDirectory(prefix='bench-service-') as directory:
-        utterances = make_utterances(FLAGS.utterances, FLAGS.utterance_seconds, FLAGS.seed,
+        utterances = make_utterances(FLAGS.service_utterances, FLAGS.utterance_seconds, FLAGS.seed,
                                      directory)
         model_dir = os.path.join(directory, 'model')
         os.makedirs(model_dir)
@@ -182,8 +180,8 @@ def main(argv):
         try:
             client(port, bodies, WARM_UP_REQUESTS, 0)
             cpu_started = tree_cpu_seconds(server.pid)
-            serial = client(port, bodies, FLAGS.requests, 0)
-            together, wall = concurrent_run(port, bodies, FLAGS.clients, FLAGS.requests)
+            serial = client(port, bodies, FLAGS.service_requests, 0)
+            together, wall = concurrent_run(port, bodies, FLAGS.clients, FLAGS.service_requests)
             cpu_ms = 1000 * (tree_cpu_seconds(server.pid) - cpu_started) / (
                 len(serial) + len(together))
         finally:
@@ -200,7 +198,7 @@ def main(argv):
     p95 = metrics['service_p95_ms_%dclients' % FLAGS.clients]
     logging.info('%d x %.0f s utterances with transcripts: 1 client p50 %.0f ms (p95 %.0f); '
                  '%d clients p50 %.0f ms, p95 %.0f ms (target <= %.0f%s), %.1f requests/s',
-                 FLAGS.utterances, FLAGS.utterance_seconds, metrics['service_p50_ms_1client'],
+                 FLAGS.service_utterances, FLAGS.utterance_seconds, metrics['service_p50_ms_1client'],
                  percentile_ms(serial, 95), FLAGS.clients, percentile_ms(together, 50), p95,
                  TARGET_P95_MS, '' if p95 <= TARGET_P95_MS else ', MISSED',
                  metrics['service_requests_per_s_%dclients' % FLAGS.clients])
@@ -209,7 +207,7 @@ def main(argv):
                  'most %.1f requests/s', stages['decode'], stages['align'], stages['model'],
                  cpu_ms, os.cpu_count(), os.cpu_count() * 1000 / cpu_ms)
     machine.hand_over(metrics, {
-        'utterance_seconds': FLAGS.utterance_seconds, 'requests_per_client': FLAGS.requests,
+        'utterance_seconds': FLAGS.utterance_seconds, 'requests_per_client': FLAGS.service_requests,
         'clients': FLAGS.clients, 'server_threads': FLAGS.threads,
         'p50_ms_clients': percentile_ms(together, 50), 'p95_ms_1client': percentile_ms(serial, 95),
         'stage_ms': stages, 'service_cpu_ms_per_request': round(cpu_ms, 1)}, info)

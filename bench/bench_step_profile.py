@@ -1,11 +1,11 @@
 """Where one training step's time goes, block by block, and the FLOP/s it
 reaches against the CPU's peak.
 
-    .venv/bin/python bench/bench_step_profile.py [--steps 5] [--precision fp32]
+    .venv/bin/python bench/bench_step_profile.py [--profile_steps 5] [--precision fp32]
 
 The step of bench_model_step.py (train.py's model, CCC loss and Adam on
 constant inputs at train.py's default shapes, every frame computed) is run
---steps times with TensorFlow's full trace (RunMetadata step stats) after
+--profile_steps times with TensorFlow's full trace (RunMetadata step stats) after
 --warmup untimed steps. Every op's time, forward and backward alike (the
 gradient of an op carries its name under gradients/), is summed into the
 block it belongs to: the three convolution blocks, the input fusion's two
@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 
-from absl import flags
+from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
@@ -45,12 +45,10 @@ from ser import records  # noqa: E402
 tf = helper.import_tensorflow()
 
 FLAGS = flags.FLAGS
-options.define_window_shape()
-options.define_step_shape()
-flags.DEFINE_integer('steps', 5, 'Traced steps.', lower_bound=1)
-flags.DEFINE_enum('precision', 'fp32', ['fp32', 'bf16'], 'train.py --precision of the step.')
-options.define_verbose('the ops no block claims')
-flags.adopt_module_key_flags(options)  # --help lists them with this script's own
+helper.define_flags('batch_size', 'sequence_length', 'sample_rate', 'embedding_dim', 'seed',
+                    'precision', 'verbose')
+options.define('warmup')
+flags.DEFINE_integer('profile_steps', 5, 'Traced steps.', lower_bound=1)
 
 # Blocks in the order of the model, each the name pattern of its ops.
 BLOCKS = (
@@ -66,6 +64,7 @@ BLOCKS = (
     ('loss', r'ccc|loss'),
 )
 FP32_FLOPS_PER_CYCLE = 32
+CPU_PRECISIONS = ('fp32', 'bf16')
 
 
 def block_of(node_name):
@@ -122,15 +121,19 @@ def traced_step_seconds(session, fetches, count):
 
 def main(argv):
     del argv
+    precision = helper.choose_precision(FLAGS.precision, -1)
+    if precision not in CPU_PRECISIONS:
+        raise app.UsageError('--precision %s: the profile runs on the CPU, in %s'
+                             % (precision, ' or '.join(CPU_PRECISIONS)))
     info = machine.start(FLAGS.verbose)
     frame_samples = records.frame_samples_for(FLAGS.sample_rate)
     session, fetches = step_graph.training_session(
         FLAGS.batch_size, FLAGS.sequence_length, frame_samples, FLAGS.embedding_dim,
-        models.DEFAULT_HIDDEN_UNITS, False, -1, FLAGS.seed, FLAGS.precision)
+        models.DEFAULT_HIDDEN_UNITS, False, -1, FLAGS.seed, precision)
     try:
         for _ in range(FLAGS.warmup):
             session.run(fetches)
-        totals, walls = traced_step_seconds(session, fetches, FLAGS.steps)
+        totals, walls = traced_step_seconds(session, fetches, FLAGS.profile_steps)
     finally:
         session.close()
     frames = FLAGS.batch_size * FLAGS.sequence_length
@@ -145,14 +148,14 @@ def main(argv):
     for block, share in shares.items():
         logging.info('%-14s %5.1f %% of the op time', block, 100 * share)
     logging.info('step: %.3f s (median of %d traced), %.2f GFLOP (%d frames), %.1f GFLOP/s'
-                 '%s', wall, FLAGS.steps, step_flops / 1e9, frames, achieved / 1e9,
+                 '%s', wall, FLAGS.profile_steps, step_flops / 1e9, frames, achieved / 1e9,
                  '' if peak is None else ', %.1f %% of the %.0f GFLOP/s fp32 peak' % (
                      100 * achieved / peak, peak / 1e9))
     machine.hand_over({'step_flops_per_frame': round(step_flops / frames),
                        'step_gflops_per_s': round(achieved / 1e9, 2),
                        'step_peak_fraction': None if peak is None else round(achieved / peak, 4)},
                       {'shares': {block: round(share, 4) for block, share in shares.items()},
-                       'precision': FLAGS.precision, 'step_seconds': walls,
+                       'precision': precision, 'step_seconds': walls,
                        'cpu_ghz': ghz, 'peak_gflops_per_s': peak and round(peak / 1e9, 1)},
                       info)
     return 0

@@ -1,7 +1,7 @@
 """Latency of serve.py's WebSocket /emotion-stream at real-time pace, and
 how many streams this machine holds at real time.
 
-    .venv/bin/python bench/bench_stream.py [--seconds 60] [--streams 1,4,8,16,24,32]
+    .venv/bin/python bench/bench_stream.py [--stream_seconds 60] [--streams 1,4,8,16,24,32]
 
 Writes a randomly initialised model at the default shapes (16 kHz, S = 4000,
 E = 100, 256 LSTM units) to a temporary directory, starts serve.py on a free
@@ -10,7 +10,7 @@ would: a 20 ms piece every 20 ms, in real time, acoustic only. A frame's
 latency runs from sending the piece that holds its last sample to receiving
 its prediction.
 
-1. One stream for --seconds: `stream_frame_latency_ms_p95` (target < 300 ms).
+1. One stream for --stream_seconds: `stream_frame_latency_ms_p95` (target < 300 ms).
 2. For each count of --streams, that many streams at once for
    --concurrent_seconds while one client sends POST /emotion-recognition
    (5 s of audio, no transcript) every --request_interval seconds: each
@@ -45,21 +45,20 @@ import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import machine, options, random_model, serving  # noqa: E402
 
 # ---- Benchmark flags ----
-flags.DEFINE_float('seconds', 60.0, 'Length of the single stream.', lower_bound=2.0)
+options.define('stream_seconds')
 flags.DEFINE_list('streams', ['1', '4', '8', '16', '24', '32'],
                   'Counts of concurrent streams to try (each for --concurrent_seconds).')
 flags.DEFINE_float('concurrent_seconds', 20.0, 'Length of each concurrent run.', lower_bound=2.0)
 flags.DEFINE_integer('piece_ms', 20, 'Audio per message, sent every piece_ms.', lower_bound=1)
 flags.DEFINE_float('request_interval', 1.0, 'Seconds between the POST requests sent during '
                    'the concurrent runs.', lower_bound=0.0)
-flags.DEFINE_integer('stream_threads', 2, 'serve.py --stream_threads.', lower_bound=1)
-flags.DEFINE_integer('seed', 0, 'Seed of the random weights and audio.')
+helper.define_flags('stream_threads', 'seed')
 
 # ---- Device flags ----
-flags.DEFINE_integer('device', -1, 'GPU id; -1 (default) for the CPU.')
+helper.define_flags('device')
 
 # ---- Logging flags ----
-options.define_verbose('the server\'s log')
+helper.define_flags('verbose')
 
 FLAGS = flags.FLAGS
 RATE = random_model.SAMPLE_RATE
@@ -190,7 +189,7 @@ def main(argv):
             serving.request(port, 'POST', '/emotion-recognition', body)     # warm-up
             idle_requests = [serving.request(port, 'POST', '/emotion-recognition', body)[1]
                              for _ in range(5)]
-            single, _ = run_streams(port, 1, FLAGS.seconds, FLAGS.seed)
+            single, _ = run_streams(port, 1, FLAGS.stream_seconds, FLAGS.seed)
             concurrent = {}
             for count in counts:
                 latencies, requests = run_streams(port, count, FLAGS.concurrent_seconds,
@@ -220,11 +219,11 @@ def main(argv):
         held.append(count)
     logging.info('one stream at real time (%.0f s, %d ms pieces): frame latency p50 %.0f ms, '
                  'p95 %.0f ms (target < %.0f%s); real time held up to %s concurrent streams',
-                 FLAGS.seconds, FLAGS.piece_ms, percentile_ms(single, 50), p95, TARGET_P95_MS,
+                 FLAGS.stream_seconds, FLAGS.piece_ms, percentile_ms(single, 50), p95, TARGET_P95_MS,
                  '' if p95 < TARGET_P95_MS else ', MISSED', max(held) if held else 0)
     machine.hand_over({'stream_frame_latency_ms_p95': p95,
                        'stream_max_realtime_streams': max(held) if held else 0},
-                      {'single': {'seconds': FLAGS.seconds, 'frames': len(single),
+                      {'single': {'seconds': FLAGS.stream_seconds, 'frames': len(single),
                                   'p50_ms': percentile_ms(single, 50),
                                   'max_ms': percentile_ms(single, 100)},
                        'idle_request_p50_ms': percentile_ms(idle_requests, 50),

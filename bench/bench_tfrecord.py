@@ -1,6 +1,6 @@
 """TFRecord generation speed: data_generator.py on the generated corpus.
 
-    .venv/bin/python bench/bench_tfrecord.py [--work_dir DIR] [--repeats 3]
+    .venv/bin/python bench/bench_tfrecord.py [--bench_dir DIR] [--repeats 3]
 
 Runs the script itself with --overwrite on the aligned corpus (all cores, its
 default), --repeats times, and reads the throughput it reports: frames written
@@ -27,9 +27,8 @@ from bench import corpus, machine, options  # noqa: E402
 from ser.dataset import DatasetInfo  # noqa: E402
 
 FLAGS = flags.FLAGS
-options.define_repeats('Runs')
-options.define_verbose('every run')
-flags.adopt_module_key_flags(options)  # --help lists them with this script's own
+options.define('repeats')
+helper.define_flags('verbose')
 
 # The script's last summary line: "5.2 s, 652 frames/s written"
 SPEED_LINE = re.compile(r'([\d.]+) s, ([\d.]+) frames/s written')

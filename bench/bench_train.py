@@ -1,16 +1,16 @@
 """Training speed of train.py itself, checkpoints and summaries as by default.
 
-    .venv/bin/python bench/bench_train.py [--work_dir DIR] [--max_steps 200] [--xla]
+    .venv/bin/python bench/bench_train.py [--bench_dir DIR] [--train_steps 200] [--xla]
         [--precision fp32] [--windows packed] [--noskip_padding] [--nobaseline]
 
 Runs train.py on the generated corpus's TFRecords in a fresh temporary
 --train_dir (default shapes: batch 5 x 100 frames, 16 kHz) and watches its
-log_train.txt, noting when each progress line (every --log_every_n_steps
+log_train.txt, noting when each progress line (every --train_log_every_n_steps
 steps) appears. Steady state runs from the first line at or after step
---warmup_steps to the last: start-up, graph building and the first steps
+--train_warmup_steps to the last: start-up, graph building and the first steps
 (queue filling, graph optimisation) are left out, while the checkpoints
 (every 120 s) and summaries (every 60 s) that fall inside are paid as a user
-pays them; --max_steps 200 lasts long enough for both on a 2-core CPU. The
+pays them; --train_steps 200 lasts long enough for both on a 2-core CPU. The
 figure train_frames_per_s is B*T window frames (padding included, as the
 model computes them with --noskip_padding) per steady-state second,
 comparable with bench_model_step.py; train_real_frames_per_s counts the real
@@ -42,22 +42,13 @@ import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import corpus, machine, options  # noqa: E402
 
 FLAGS = flags.FLAGS
-options.define_window_shape()
-flags.DEFINE_integer('max_steps', 200, 'train.py --max_steps: steps of the run.', lower_bound=2)
-flags.DEFINE_integer('warmup_steps', 10, 'Steps left out of the steady state.', lower_bound=1)
-flags.DEFINE_integer('log_every_n_steps', 10, 'train.py --log_every_n_steps (its default).',
-                     lower_bound=1)
-options.define_xla()
-flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
-                  'train.py --precision.')
-flags.DEFINE_enum('windows', data_provider.DEFAULT_WINDOWS, list(data_provider.WINDOW_SCHEMES),
-                  'train.py --windows.')
-flags.DEFINE_bool('skip_padding', True, 'train.py --skip_padding.')
+helper.define_flags('batch_size', 'sequence_length', 'xla', 'precision', 'windows',
+                    'skip_padding')
+options.define('train_steps', 'train_warmup_steps', 'train_log_every_n_steps')
 flags.DEFINE_bool('baseline', True, 'Also time train.py with --precision fp32 --windows '
                   'per_segment --noskip_padding (before issue 13), for '
                   'train_real_frames_per_s_baseline.')
-options.define_verbose('every progress line')
-flags.adopt_module_key_flags(options)  # --help lists them with this script's own
+helper.define_flags('verbose')
 
 # train.py before issue 13: (precision, windows, skip_padding).
 BASELINE = ('fp32', 'per_segment', False)
@@ -126,7 +117,7 @@ def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_st
     steady = [line for line in lines if line.step >= warmup_steps]
     if len(steady) < 2:
         raise RuntimeError('train.py logged %d progress line(s) from step %d on: need 2; raise '
-                           '--max_steps or lower --log_every_n_steps' % (len(steady), warmup_steps))
+                           '--train_steps or lower --train_log_every_n_steps' % (len(steady), warmup_steps))
     first, last = steady[0], steady[-1]
     steps, seconds = last.step - first.step, last.time - first.time
     helper.development_msg('progress lines (s after start, CPU s, step, real frames/s): %s',
@@ -163,8 +154,8 @@ def main(argv):
     with corpus.work_directory('tfrecords') as (work_dir, _):
         for name, (run_precision, windows, skip_padding) in settings.items():
             results[name] = run(corpus.dataset_dir(work_dir), FLAGS.batch_size,
-                                FLAGS.sequence_length, FLAGS.max_steps, FLAGS.warmup_steps,
-                                FLAGS.log_every_n_steps, FLAGS.seed, FLAGS.xla, run_precision,
+                                FLAGS.sequence_length, FLAGS.train_steps, FLAGS.train_warmup_steps,
+                                FLAGS.train_log_every_n_steps, FLAGS.seed, FLAGS.xla, run_precision,
                                 windows, skip_padding)
             result = results[name]
             logging.info('train.py, B=%d T=%d, %s, %s windows, padding %s%s: %.1f frames/s, '

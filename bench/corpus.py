@@ -30,20 +30,18 @@ import helper  # noqa: E402  (needs the repository on sys.path)
 from ser import demo_corpus  # noqa: E402
 
 FLAGS = flags.FLAGS
+# Enough for every portion of the partition to get videos.
+MIN_VIDEOS = 4
 
 # ---- Corpus flags ----
-flags.DEFINE_string('work_dir', None,
-                    'Bench work directory (corpus and pipeline outputs), created or reused; '
-                    'default: a temporary directory removed at the end.')
-flags.DEFINE_integer('videos', 16, 'Videos in the generated corpus (2 to 4 segments each).',
-                     lower_bound=4)
-flags.DEFINE_float('seconds_per_video', 60.0, 'Length of each generated video (s).',
-                   lower_bound=5.0)
-flags.DEFINE_integer('seed', 0, 'Seed of the corpus, the partition and every benchmark.')
+flags.DEFINE_string('bench_dir', None, 'Bench work directory (corpus and pipeline outputs), '
+                    'created or reused; default: a temporary directory removed at the end.')
+helper.define_flags('videos', 'seconds_per_video', 'seed')
+flags.register_validator('videos', lambda videos: videos >= MIN_VIDEOS,
+                         message='the bench corpus needs at least %d videos' % MIN_VIDEOS)
 
 # ---- Dataset flags ----
-flags.DEFINE_integer('sample_rate', 16000, 'data_generator.py --sample_rate: 16 kHz gives '
-                     'the default S = 4000 samples per frame.', lower_bound=1000)
+helper.define_flags('sample_rate')
 
 DERIVED = ('labels', 'partition.csv', 'sync_maps', 'embeddings', 'tfrecords')
 STEPS = ('corpus', 'sync_maps', 'tfrecords')
@@ -119,10 +117,10 @@ def tfrecords_ready(work_dir, sample_rate):
 
 @contextlib.contextmanager
 def work_directory(upto):
-    """The prepared bench work directory of the flags: --work_dir, or a
+    """The prepared bench work directory of the flags: --bench_dir, or a
     temporary one removed on exit. Yields (path, corpus summary)."""
     with contextlib.ExitStack() as stack:
-        work_dir = FLAGS.work_dir or stack.enter_context(
+        work_dir = FLAGS.bench_dir or stack.enter_context(
             tempfile.TemporaryDirectory(prefix='bench_'))
         summary = prepare(work_dir, upto, FLAGS.videos, FLAGS.seconds_per_video,
                           FLAGS.sample_rate, FLAGS.seed)
@@ -131,6 +129,6 @@ def work_directory(upto):
 
 def corpus_flags():
     """The flags above as command-line arguments, to pass them down."""
-    return ['--work_dir=%s' % FLAGS.work_dir, '--videos=%d' % FLAGS.videos,
+    return ['--bench_dir=%s' % FLAGS.bench_dir, '--videos=%d' % FLAGS.videos,
             '--seconds_per_video=%g' % FLAGS.seconds_per_video,
             '--sample_rate=%d' % FLAGS.sample_rate, '--seed=%d' % FLAGS.seed]

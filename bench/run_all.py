@@ -1,9 +1,9 @@
 """Every benchmark of the pipeline on this machine: `make bench`.
 
-    .venv/bin/python bench/run_all.py [--stages alignment,train,...] [--work_dir DIR]
+    .venv/bin/python bench/run_all.py [--stages alignment,train,...] [--bench_dir DIR]
 
 Generates the demo corpus (make_demo_corpus.py, 16 videos x 60 s by
-default) and the pipeline's outputs on it into --work_dir (default: a
+default) and the pipeline's outputs on it into --bench_dir (default: a
 temporary directory), untimed, then runs each stage's benchmark as its own
 process (bench/bench_<stage>.py, each runnable alone), collects the figures
 each prints as its last line, checks the targets, and writes
@@ -35,41 +35,16 @@ import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import corpus, machine, options  # noqa: E402
 
 FLAGS = flags.FLAGS
+RESULTS_FILE = os.path.join(corpus.REPO, 'bench', 'results', 'latest.json')
 STAGES = ('alignment', 'tfrecord', 'input_pipeline', 'model_step', 'step_profile', 'train',
           'eval', 'predict', 'service', 'decoding', 'long_audio', 'stream')
 flags.DEFINE_list('stages', list(STAGES), 'Stages to run, of: %s.' % ', '.join(STAGES))
-flags.DEFINE_string('output', os.path.join(corpus.REPO, 'bench', 'results', 'latest.json'),
-                    'Where the results JSON goes.')
-options.define_window_shape()
-options.define_repeats('Repeats of the cheap measurements (alignment, tfrecord, input pipeline '
-                       'blocks, eval passes, predict runs)')
-flags.DEFINE_integer('model_steps', 10, 'Timed steps of the model-step benchmark.',
-                     lower_bound=1)
-flags.DEFINE_integer('train_steps', 200, 'train.py --max_steps of the train benchmark (200 '
-                     'includes a default 120 s checkpoint on a 2-core CPU).', lower_bound=2)
-flags.DEFINE_integer('train_warmup_steps', 10, 'Steps left out of train.py\'s steady state.',
-                     lower_bound=1)
-flags.DEFINE_integer('train_log_every_n_steps', 10, 'train.py --log_every_n_steps.',
-                     lower_bound=1)
-flags.DEFINE_integer('input_batches', 200, 'Batches per timed block of the input pipeline.',
-                     lower_bound=1)
-flags.DEFINE_float('predict_duration', 60.0, 'Seconds of audio of the predict benchmark.',
-                   lower_bound=0.25)
-flags.DEFINE_integer('service_requests', 40, 'Timed HTTP requests per client of the service '
-                     'benchmark.', lower_bound=1)
-flags.DEFINE_integer('service_utterances', 8, 'Different 5 s utterances the service benchmark '
-                     'sends in turn.', lower_bound=1)
-flags.DEFINE_integer('long_audio_minutes', 60, 'Minutes of audio predict.py runs on in the '
-                     'long-audio benchmark (its memory is the figure).', lower_bound=1)
-flags.DEFINE_float('decoding_seconds', 600.0, 'Length of the decoding benchmark\'s uploads '
-                   '(serve.py --max_audio_seconds).', lower_bound=1.0)
-flags.DEFINE_float('stream_seconds', 60.0, 'Seconds of audio of the stream benchmark\'s single '
-                   'stream (and, up to 20, of each concurrent run).', lower_bound=2.0)
+helper.define_flags('output', 'batch_size', 'sequence_length', 'xla', 'verbose')
+options.define('repeats', 'model_steps', 'train_steps', 'train_warmup_steps',
+               'train_log_every_n_steps', 'input_batches', 'predict_duration', 'service_requests',
+               'service_utterances', 'long_audio_minutes', 'decoding_seconds', 'stream_seconds')
 flags.DEFINE_list('stream_counts', ['4', '8', '12', '16'], 'Concurrent streams the stream '
                   'benchmark tries, to find how many stay at real time.')
-options.define_xla()
-options.define_verbose('every stage\'s command')
-flags.adopt_module_key_flags(options)  # --help lists them with this script's own
 
 # (ratio or metric, numerator, denominator or None, target, rule). The model
 # step train.py is compared with is the one in train.py's precision.
@@ -99,25 +74,29 @@ def stage_arguments(stage):
     repeats = ['--repeats=%d' % FLAGS.repeats]
     xla = ['--xla'] if FLAGS.xla else []
     arguments = {
-        'alignment': corpus.corpus_flags() + repeats,
+        'alignment': corpus.corpus_flags() + repeats + ['--aligner=aeneas'],
         'tfrecord': corpus.corpus_flags() + repeats,
         'input_pipeline': corpus.corpus_flags() + shapes + repeats
-        + ['--batches=%d' % FLAGS.input_batches],
-        'model_step': shapes + xla + ['--steps=%d' % FLAGS.model_steps, '--seed=%d' % FLAGS.seed,
+        + ['--input_batches=%d' % FLAGS.input_batches],
+        'model_step': shapes + xla + ['--model_steps=%d' % FLAGS.model_steps,
+                                      '--seed=%d' % FLAGS.seed,
                                       '--sample_rate=%d' % FLAGS.sample_rate],
-        'step_profile': shapes + ['--seed=%d' % FLAGS.seed, '--sample_rate=%d' % FLAGS.sample_rate],
+        'step_profile': shapes + ['--seed=%d' % FLAGS.seed, '--sample_rate=%d' % FLAGS.sample_rate,
+                                  '--precision=fp32'],
         'train': corpus.corpus_flags() + shapes + xla
-        + ['--max_steps=%d' % FLAGS.train_steps, '--warmup_steps=%d' % FLAGS.train_warmup_steps,
-           '--log_every_n_steps=%d' % FLAGS.train_log_every_n_steps],
+        + ['--train_steps=%d' % FLAGS.train_steps,
+           '--train_warmup_steps=%d' % FLAGS.train_warmup_steps,
+           '--train_log_every_n_steps=%d' % FLAGS.train_log_every_n_steps],
         'eval': corpus.corpus_flags() + repeats,
-        'predict': repeats + ['--duration=%g' % FLAGS.predict_duration, '--seed=%d' % FLAGS.seed],
-        'service': ['--requests=%d' % FLAGS.service_requests,
-                    '--utterances=%d' % FLAGS.service_utterances, '--seed=%d' % FLAGS.seed],
-        'decoding': ['--seconds=%g' % FLAGS.decoding_seconds],
-        'long_audio': ['--minutes=%d' % FLAGS.long_audio_minutes,
-                       '--one_pass_minutes=%d' % min(5, FLAGS.long_audio_minutes),
+        'predict': repeats + ['--predict_duration=%g' % FLAGS.predict_duration,
+                              '--seed=%d' % FLAGS.seed],
+        'service': ['--service_requests=%d' % FLAGS.service_requests,
+                    '--service_utterances=%d' % FLAGS.service_utterances, '--seed=%d' % FLAGS.seed],
+        'decoding': ['--decoding_seconds=%g' % FLAGS.decoding_seconds],
+        'long_audio': ['--long_audio_minutes=%g' % FLAGS.long_audio_minutes,
+                       '--one_pass_minutes=%g' % min(5, FLAGS.long_audio_minutes),
                        '--seed=%d' % FLAGS.seed],
-        'stream': ['--seconds=%g' % FLAGS.stream_seconds,
+        'stream': ['--stream_seconds=%g' % FLAGS.stream_seconds,
                    '--concurrent_seconds=%g' % min(20.0, FLAGS.stream_seconds),
                    '--streams=%s' % ','.join(FLAGS.stream_counts), '--seed=%d' % FLAGS.seed],
     }[stage]
@@ -212,7 +191,7 @@ def main(argv):
                'metrics': {}, 'stages': {}, 'date': started.isoformat(' ', 'seconds')}
     logging.info('machine: %s', machine.describe(results['machine']))
     with corpus.work_directory('tfrecords') as (work_dir, summary):
-        FLAGS.work_dir = work_dir
+        FLAGS.bench_dir = work_dir
         logging.info('corpus: %d videos, %.0f s of audio, in %s', summary['videos'],
                      summary['seconds'], work_dir)
         for stage in (s for s in STAGES if s in FLAGS.stages):
@@ -243,9 +222,10 @@ def main(argv):
         'predict_duration': FLAGS.predict_duration, 'xla': FLAGS.xla,
         'load_average_at_end': machine.load_average(),
         'minutes': round((datetime.datetime.now() - started).total_seconds() / 60, 1)}
-    helper.write_json(FLAGS.output, results)
+    output = FLAGS.output or RESULTS_FILE
+    helper.write_json(output, results)
     print(table(results))
-    logging.info('results written to %s', FLAGS.output)
+    logging.info('results written to %s', output)
     return 0
 
 

@@ -45,7 +45,7 @@ def tiny_results(tmp_path_factory):
     work = tmp_path_factory.mktemp('bench')
     output = work / 'results' / 'latest.json'
     process = subprocess.run(
-        [sys.executable, os.path.join(REPO, 'bench', 'run_all.py'), '--work_dir=%s' % work,
+        [sys.executable, os.path.join(REPO, 'bench', 'run_all.py'), '--bench_dir=%s' % work,
          '--output=%s' % output] + TINY, cwd=REPO, capture_output=True, text=True, check=False)
     assert process.returncode == 0, process.stderr[-3000:]
     return json.loads(output.read_text()), process.stdout

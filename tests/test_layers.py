@@ -9,6 +9,7 @@ import os
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Lowest first. Scripts (top-level files with a __main__) and bench/ are above them all.
 LAYERS = (
+    ('defaults', {'ser.defaults'}),
     ('foundation', {'helper'}),
     ('formats, text and audio', {
         'ser.audio', 'ser.embeddings', 'ser.records', 'ser.dataset', 'ser.muse',

@@ -1,0 +1,47 @@
+"""The pipeline's defaults, in one place: the flags of every script and
+benchmark (helper.SHARED_FLAGS), the settings objects of the library and the
+Makefile's demo schedule all read them from here. Plain values, so that a
+script's --help and the Makefile need no TensorFlow."""
+
+# ---- Features (data_generator.py) ----
+SAMPLE_RATE = 16000
+EMBEDDING_DIM = 100
+
+# ---- The model (models.py) ----
+HIDDEN_UNITS = 256
+# What the model hears (the ablation of the paper's claim): both inputs, the
+# audio alone (zero embeddings) or the text alone (zero audio frames).
+MODALITIES = ('both', 'audio', 'text')
+MODALITY = 'both'
+
+# ---- Training (train.py) ----
+BATCH_SIZE = 5
+SEQUENCE_LENGTH = 100
+WINDOW_SCHEMES = ('per_segment', 'tight', 'packed')
+# The schemes that compute less padding trained less accurate models on the
+# demo corpus, at equal steps and at equal real frames (RESULTS.md).
+WINDOWS = 'per_segment'
+SKIP_PADDING = True
+LEARNING_RATE = 5e-4
+LOG_EVERY_N_STEPS = 10
+TRAIN_DIR = 'checkpoints/'
+# The arithmetic of the step (train.py --precision); auto picks what the
+# machine runs natively (helper.choose_precision).
+PRECISIONS = ('fp32', 'bf16', 'fp16', 'auto')
+PRECISION = 'auto'
+# The jobs of a cluster on TensorFlow's distributed runtime.
+CLUSTER_JOBS = ('ps', 'worker')
+
+# ---- Running a model (eval.py, predict.py, serve.py) ----
+# Long enough that the two frames of context a chunk adds are a small part of
+# its work, short enough that an hour of audio stays in bounded memory
+# (BENCHMARKS.md, long audio).
+CHUNK_SECONDS = 60.0
+
+# ---- The demo's schedule (the Makefile's demo, ablation and cluster targets) ----
+# What a 2-core CPU trains in a few minutes on the generated corpus.
+DEMO_SAMPLE_RATE = 8000
+DEMO_STEPS = 600
+DEMO_LEARNING_RATE = 1e-3
+DEMO_SEQUENCE_LENGTH = 100
+CLUSTER_DEMO_STEPS = 100
