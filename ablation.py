@@ -36,13 +36,15 @@ from absl import flags
 
 import helper
 from ser import ablation
+from ser import mixed_precision
+from ser import paths
 
 FLAGS = flags.FLAGS
 
 # ---- Dataset flags ----
-flags.DEFINE_string('dataset_dir', helper.tfrecords_dir('demo'),
+flags.DEFINE_string('dataset_dir', paths.tfrecords_dir('demo'),
                     'Directory with dataset.json and the TFRecords (data_generator.py).')
-flags.DEFINE_enum('portion', 'test', list(helper.PORTIONS), 'Portion every run is evaluated on.')
+flags.DEFINE_enum('portion', 'test', list(paths.PORTIONS), 'Portion every run is evaluated on.')
 flags.DEFINE_integer('sequence_length', 100, 'Frames per training window.', lower_bound=1)
 flags.DEFINE_integer('batch_size', 5, 'Windows per training batch.', lower_bound=1)
 flags.DEFINE_enum('windows', ablation.DEFAULT_WINDOWS, list(ablation.WINDOW_SCHEMES),
@@ -58,7 +60,7 @@ flags.DEFINE_list('seeds', ['0', '1', '2'],
                   'Comma list of seeds; every modality is trained once per seed.')
 flags.DEFINE_integer('max_steps', 600, 'Training steps of every run.', lower_bound=1)
 flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate of every run.', lower_bound=0.0)
-flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
+flags.DEFINE_enum('precision', mixed_precision.DEFAULT_PRECISION, list(mixed_precision.PRECISIONS),
                   'train.py --precision of every run (evaluation is fp32).')
 flags.DEFINE_bool('skip_padding', True, 'train.py --skip_padding of every run.')
 

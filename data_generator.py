@@ -24,6 +24,7 @@ from absl import flags
 
 import helper
 from ser import embeddings, generation, records
+from ser import paths
 
 FLAGS = flags.FLAGS
 
@@ -62,7 +63,7 @@ flags.register_validator('sample_rate', records.is_valid_sample_rate,
 def main(argv):
     del argv
     run = generation.generate(
-        helper.MuseLayout(FLAGS.muse_dir, FLAGS.task_dir), FLAGS.work_dir, FLAGS.partition,
+        paths.MuseLayout(FLAGS.muse_dir, FLAGS.task_dir), FLAGS.work_dir, FLAGS.partition,
         embeddings=FLAGS.embeddings, embedding_dim=FLAGS.embedding_dim,
         word2vec_epochs=FLAGS.word2vec_epochs, sample_rate=FLAGS.sample_rate,
         workers=FLAGS.workers, overwrite=FLAGS.overwrite, seed=FLAGS.seed)

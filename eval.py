@@ -27,13 +27,15 @@ from absl import flags
 import helper
 import models
 from ser import evaluation, inference
+from ser import mixed_precision
+from ser import paths
 
 FLAGS = flags.FLAGS
 
 # ---- Dataset flags ----
-flags.DEFINE_string('dataset_dir', helper.tfrecords_dir(helper.DEFAULT_WORK_DIR),
+flags.DEFINE_string('dataset_dir', paths.tfrecords_dir(helper.DEFAULT_WORK_DIR),
                     'Directory with dataset.json and the portion\'s TFRecords.')
-flags.DEFINE_enum('portion', 'devel', list(helper.PORTIONS), 'Portion to evaluate.')
+flags.DEFINE_enum('portion', 'devel', list(paths.PORTIONS), 'Portion to evaluate.')
 
 # ---- Model flags ----
 flags.DEFINE_enum('modality', None, list(models.MODALITIES),
@@ -70,7 +72,7 @@ helper.define_flags('verbose')
 
 # ---- Device flags ----
 helper.define_flags('device')
-flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
+flags.DEFINE_enum('precision', mixed_precision.DEFAULT_PRECISION, list(mixed_precision.PRECISIONS),
                   'Arithmetic of the model, as train.py --precision (any checkpoint runs in any '
                   'precision); auto picks what this machine runs natively.')
 
@@ -85,7 +87,7 @@ def main(argv):
         FLAGS.modality, FLAGS.allow_modality_mismatch)
     options = evaluation.Options(FLAGS.dataset_dir, FLAGS.portion, FLAGS.device,
                                  FLAGS.predictions_dir, FLAGS.plots, FLAGS.json,
-                                 helper.choose_precision(FLAGS.precision, FLAGS.device),
+                                 mixed_precision.choose_precision(FLAGS.precision, FLAGS.device),
                                  FLAGS.chunk_seconds)
     if FLAGS.watch:
         evaluation.watch(FLAGS.checkpoint, config, options, FLAGS.watch_interval_secs,

@@ -21,6 +21,7 @@ import re
 import numpy as np
 
 import helper
+from ser import paths
 
 tf = helper.import_tensorflow()
 import tf_slim as slim  # noqa: E402  (after helper.import_tensorflow, which must come first)
@@ -43,7 +44,7 @@ LSTM_CELL_CLIP = 100.0
 # Padding frames computed per training batch to stand for all of its padding
 # that the LSTM runs through (compact_frame_features).
 PADDING_POOL_FRAMES = 16
-N_OUTPUTS = len(helper.DIMENSIONS)
+N_OUTPUTS = len(paths.DIMENSIONS)
 # What the model hears (the ablation of the paper's claim): both inputs, the
 # audio alone (zero embeddings) or the text alone (zero audio frames).
 MODALITIES = ('both', 'audio', 'text')

@@ -44,11 +44,13 @@ import data_provider
 import helper
 import models
 from ser import cluster, training
+from ser import mixed_precision
+from ser import paths
 
 FLAGS = flags.FLAGS
 
 # ---- Dataset flags ----
-flags.DEFINE_string('dataset_dir', helper.tfrecords_dir(helper.DEFAULT_WORK_DIR),
+flags.DEFINE_string('dataset_dir', paths.tfrecords_dir(helper.DEFAULT_WORK_DIR),
                     'Directory with dataset.json and the train/ TFRecords (data_generator.py).')
 flags.DEFINE_integer('batch_size', 5, 'Windows per batch.', lower_bound=1)
 flags.DEFINE_integer('sequence_length', 100,
@@ -102,7 +104,7 @@ helper.define_flags('verbose')
 
 # ---- Device flags ----
 helper.define_flags('device')
-flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
+flags.DEFINE_enum('precision', mixed_precision.DEFAULT_PRECISION, list(mixed_precision.PRECISIONS),
                   'Arithmetic of the training step, through TensorFlow\'s mixed-precision graph '
                   'rewrite; variables and checkpoints stay float32 either way. bf16: oneDNN on '
                   'the CPU (fast only with avx512_bf16 or AMX; emulated, and slower, without); '
@@ -131,7 +133,7 @@ flags.DEFINE_bool('sync_replicas', False,
 
 
 @flags.validator('loss_weights', message='--loss_weights needs one number per dimension '
-                 '(%s), none negative, not all zero' % ','.join(helper.DIMENSIONS))
+                 '(%s), none negative, not all zero' % ','.join(paths.DIMENSIONS))
 def _valid_loss_weights(value):
     if value is None:
         return True
@@ -139,7 +141,7 @@ def _valid_loss_weights(value):
         weights = [float(w) for w in value]
     except ValueError:
         return False
-    return len(weights) == len(helper.DIMENSIONS) and min(weights) >= 0 and sum(weights) > 0
+    return len(weights) == len(paths.DIMENSIONS) and min(weights) >= 0 and sum(weights) > 0
 
 
 def main(argv):

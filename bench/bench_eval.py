@@ -30,12 +30,13 @@ import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
 from bench import corpus, machine, options, random_model  # noqa: E402
 from ser import evaluation  # noqa: E402
+from ser import paths  # noqa: E402
 from ser.dataset import DatasetInfo  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint', None, 'Checkpoint directory of train.py to evaluate; default: '
                     'random weights at the dataset\'s shapes.')
-flags.DEFINE_enum('portion', 'devel', list(helper.PORTIONS), 'Portion to evaluate.')
+flags.DEFINE_enum('portion', 'devel', list(paths.PORTIONS), 'Portion to evaluate.')
 options.define_repeats('Timed passes')
 options.define_verbose('every pass')
 flags.adopt_module_key_flags(options)  # --help lists them with this script's own

@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data_provider  # noqa: E402
 import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import corpus, machine, options  # noqa: E402
+from ser import mixed_precision  # noqa: E402
 
 FLAGS = flags.FLAGS
 options.define_window_shape()
@@ -48,7 +49,7 @@ flags.DEFINE_integer('warmup_steps', 10, 'Steps left out of the steady state.', 
 flags.DEFINE_integer('log_every_n_steps', 10, 'train.py --log_every_n_steps (its default).',
                      lower_bound=1)
 options.define_xla()
-flags.DEFINE_enum('precision', helper.DEFAULT_PRECISION, list(helper.PRECISIONS),
+flags.DEFINE_enum('precision', mixed_precision.DEFAULT_PRECISION, list(mixed_precision.PRECISIONS),
                   'train.py --precision.')
 flags.DEFINE_enum('windows', data_provider.DEFAULT_WINDOWS, list(data_provider.WINDOW_SCHEMES),
                   'train.py --windows.')
@@ -99,7 +100,7 @@ def watch_progress(process, log_path):
 
 
 def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_steps=10,
-        log_every_n_steps=10, seed=0, xla=False, precision=helper.DEFAULT_PRECISION,
+        log_every_n_steps=10, seed=0, xla=False, precision=mixed_precision.DEFAULT_PRECISION,
         windows=data_provider.DEFAULT_WINDOWS, skip_padding=True):
     """{'frames_per_s', 'seconds' (steady state), 'real_frames_per_s', ...} of one
     train.py run."""
@@ -154,7 +155,7 @@ def rounded(result):
 def main(argv):
     del argv
     info = machine.start(FLAGS.verbose)
-    precision = helper.choose_precision(FLAGS.precision, -1)
+    precision = mixed_precision.choose_precision(FLAGS.precision, -1)
     settings = {'with_defaults': (precision, FLAGS.windows, FLAGS.skip_padding)}
     # Timed once when the settings are the baseline's (train.py's defaults today).
     if FLAGS.baseline and settings['with_defaults'] != BASELINE:

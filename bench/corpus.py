@@ -28,6 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import helper  # noqa: E402  (needs the repository on sys.path)
 from ser import demo_corpus  # noqa: E402
+from ser import paths  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -54,7 +55,7 @@ def muse_dir(work_dir):
 
 
 def dataset_dir(work_dir):
-    return helper.tfrecords_dir(work_dir)
+    return paths.tfrecords_dir(work_dir)
 
 
 def run_script(script, *args, check=True):
@@ -90,7 +91,7 @@ def prepare(work_dir, upto, videos, seconds_per_video, sample_rate, seed):
                 os.remove(path)
     # Each script skips what it finished before, but costs a start-up to find
     # out: it only runs when its last output is missing.
-    if not os.path.isfile(helper.partition_path(work_dir)):
+    if not os.path.isfile(paths.partition_path(work_dir)):
         run_script('label_generator.py', '--muse_dir', muse, '--work_dir', work_dir)
         run_script('partition_generator.py', '--muse_dir', muse, '--work_dir', work_dir,
                    '--seed', seed)
@@ -106,9 +107,9 @@ def prepare(work_dir, upto, videos, seconds_per_video, sample_rate, seed):
 
 def sync_maps_ready(work_dir):
     """Every segment with audio has its sync map."""
-    layout = helper.MuseLayout(muse_dir(work_dir))
-    videos = helper.select_videos(layout)
-    return all(helper.work_segments(helper.sync_maps_dir(work_dir), video)
+    layout = paths.MuseLayout(muse_dir(work_dir))
+    videos = paths.select_videos(layout)
+    return all(paths.work_segments(paths.sync_maps_dir(work_dir), video)
                == layout.audio_segments(video) for video in videos)
 
 

@@ -46,6 +46,7 @@ import numpy as np
 import helper
 import models
 from ser import dataset
+from ser import paths
 from ser.inference import (CHUNK_SIGNATURE_KEY, EMBEDDINGS_DIR, EXTRA_DIR, SIGNATURE_KEY,
                            inference_graph)
 
@@ -65,7 +66,7 @@ def serving_graph(frame_samples, embedding_dim, hidden_units, modality=models.DE
     inputs, outputs = inference_graph(frame_samples, embedding_dim, hidden_units, modality)
     predictions = outputs['predictions']
     dimensions = {name: tf.identity(predictions[..., index], name=name)
-                  for index, name in enumerate(helper.DIMENSIONS)}
+                  for index, name in enumerate(paths.DIMENSIONS)}
     whole = {name: inputs[name] for name in ('audio', 'embeddings')}
     chunk_outputs = dict(dimensions, state_c=outputs['state_c'], state_h=outputs['state_h'])
     return {SIGNATURE_KEY: (whole, dimensions), CHUNK_SIGNATURE_KEY: (inputs, chunk_outputs)}

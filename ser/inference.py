@@ -29,6 +29,8 @@ import numpy as np
 import helper
 import models
 from ser import alignment, audio, dataset, embeddings, records
+from ser import paths
+from ser.text import normalise_words
 
 tf = helper.import_tensorflow()
 
@@ -225,7 +227,7 @@ class Predictor:
 
         inputs, outputs = tensors(signature.inputs), tensors(signature.outputs)
         with graph.as_default():
-            outputs['predictions'] = tf.stack([outputs.pop(name) for name in helper.DIMENSIONS],
+            outputs['predictions'] = tf.stack([outputs.pop(name) for name in paths.DIMENSIONS],
                                               axis=-1)
         if key == SIGNATURE_KEY:
             logging.warning('%s was exported before chunked inference: every recording runs in '
@@ -389,7 +391,7 @@ def normalise_word_timings(rows, name):
             raise helper.InputError(name, row_number, 'word %r spans %s..%s s: times must be '
                                     'non-negative and end must not precede start'
                                     % (word, start, end))
-        tokens = helper.normalise_words(word)
+        tokens = normalise_words(word)
         if not tokens:
             helper.development_msg('%s, row %d: %r is no word, left out', name, row_number, word)
         words += [(float(first), float(last), token) for token, (first, last)
@@ -409,7 +411,7 @@ def read_transcript(path, duration):
         if end > duration + END_TOLERANCE:
             raise helper.InputError(path, row, 'sentence ends at %.3f s, past the end of the '
                                     'audio (%.3f s)' % (end, duration))
-        if not helper.normalise_words(text):
+        if not normalise_words(text):
             raise helper.InputError(path, row, 'sentence %r has no words once punctuation and '
                                     'fillers are removed' % text)
     return [sentence for _, sentence in numbered], [row for row, _ in numbered]
@@ -474,7 +476,7 @@ def timeline_rows(timestamps, predictions):
 
 
 def write_timeline(path, timestamps, predictions):
-    helper.write_csv(path, ('timestamp',) + helper.DIMENSIONS,
+    helper.write_csv(path, ('timestamp',) + paths.DIMENSIONS,
                      [(t,) + tuple('%.6f' % v for v in values)
                       for t, *values in timeline_rows(timestamps, predictions)])
 
@@ -488,7 +490,7 @@ def plot_timeline(path, timestamps, predictions, step_ms, words, title):
     figure = Figure(figsize=(min(24.0, max(8.0, len(timestamps) / 20.0)), 4.5))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
-    for index, name in enumerate(helper.DIMENSIONS):
+    for index, name in enumerate(paths.DIMENSIONS):
         axes.stairs(predictions[:, index], edges, baseline=None, label=name, linewidth=1.5)
     axes.set(xlabel='time (s)', ylabel='prediction', ylim=(-1.05, 1.05), title=title)
     axes.axhline(0.0, color='grey', linewidth=0.5)

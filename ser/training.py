@@ -26,6 +26,8 @@ import helper
 import losses
 import models
 from ser import cluster
+from ser import mixed_precision
+from ser import paths
 from ser.dataset import DatasetInfo
 
 tf = helper.import_tensorflow()
@@ -50,7 +52,7 @@ class Settings:
     device: int = 0
     seed: int = 0
     xla: bool = False
-    precision: str = helper.DEFAULT_PRECISION   # 'auto' is resolved by train()
+    precision: str = mixed_precision.DEFAULT_PRECISION   # 'auto' is resolved by train()
     windows: str = data_provider.DEFAULT_WINDOWS
     skip_padding: bool = True
     sync_replicas: bool = False   # in a cluster: SyncReplicasOptimizer
@@ -143,7 +145,7 @@ def build_training_graph(dataset_dir, settings, task=None):
         step_after = tf.identity(global_step.read_value())
 
     tf.summary.scalar('loss/total', total_loss)
-    for index, name in enumerate(helper.DIMENSIONS):
+    for index, name in enumerate(paths.DIMENSIONS):
         tf.summary.scalar('loss/%s' % name, dimension_loss[index])
         tf.summary.scalar('ccc/%s' % name, ccc[index])
     tf.summary.scalar('learning_rate', tf.constant(settings.learning_rate))
@@ -177,7 +179,7 @@ class StopRequest:
 
 def progress_line(step, loss, ccc, frames_per_second):
     return 'step %d  loss %.4f  %s  frames/s %.1f' % (
-        step, loss, '  '.join('ccc_%s %.4f' % (n, c) for n, c in zip(helper.DIMENSIONS, ccc)),
+        step, loss, '  '.join('ccc_%s %.4f' % (n, c) for n, c in zip(paths.DIMENSIONS, ccc)),
         frames_per_second)
 
 
@@ -208,8 +210,8 @@ def run_loop(ops, train_dir, settings, task=None, server=None):
                                                       save_relative_paths=True))
     log_path = os.path.join(train_dir, LOG_FILE)
     fetches = {key: ops[key] for key in ('step', 'loss', 'ccc', 'frames')}
-    config = helper.session_config(settings.device, xla=settings.xla,
-                                   precision=settings.precision)
+    config = mixed_precision.session_config(settings.device, xla=settings.xla,
+                                            precision=settings.precision)
     ran = 0
     try:
         with StopRequest() as stop, open_session(train_dir, scaffold, hooks, config, settings,
@@ -271,7 +273,7 @@ def train(dataset_dir, train_dir, settings, flag_values=None, task=None):
         # With the variables on parameter servers, oneDNN's bf16 rewrite leaves
         # a fused convolution no kernel runs: a cluster trains in fp32.
         requested = 'fp32'
-    precision = helper.choose_precision(requested, settings.device)
+    precision = mixed_precision.choose_precision(requested, settings.device)
     logging.info('precision %s%s, %s windows, padding %s', precision,
                  '' if precision == settings.precision else ' (--precision %s)' % settings.precision,
                  settings.windows, 'skipped' if settings.skip_padding else 'computed')
@@ -288,7 +290,7 @@ def train(dataset_dir, train_dir, settings, flag_values=None, task=None):
     if task is not None:
         settings = dataclasses.replace(settings,
                                        seed=cluster.worker_seed(settings.seed, task.task_index))
-        server = cluster.start_server(task, helper.session_config(
+        server = cluster.start_server(task, mixed_precision.session_config(
             settings.device, xla=settings.xla, precision=settings.precision))
         device = cluster.device_setter(task, device)
     np.random.seed(settings.seed)

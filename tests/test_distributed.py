@@ -14,6 +14,7 @@ import pytest
 
 import helper
 from ser import cluster
+from ser import paths
 from ser.local_cluster import LocalCluster, worker_steps
 
 tf = cluster.tf
@@ -178,7 +179,7 @@ def test_one_ps_two_workers_train_to_max_steps_and_eval_reads_the_chief(tiny_dat
     assert result.returncode == 0, result.stderr[-3000:]
     report = helper.read_json(str(tmp_path / 'eval.json'))
     assert report['step'] == final
-    assert set(report['ccc']) == set(helper.DIMENSIONS)
+    assert set(report['ccc']) == set(paths.DIMENSIONS)
 
 
 @pytest.mark.slow

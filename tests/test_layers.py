@@ -9,7 +9,8 @@ import os
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Lowest first. Scripts (top-level files with a __main__) and bench/ are above them all.
 LAYERS = (
-    ('foundation', {'helper'}),
+    ('foundation', {'helper', 'ser.host', 'ser.text'}),
+    ('paths and precision', {'ser.paths', 'ser.mixed_precision'}),
     ('formats, text and audio', {
         'ser.audio', 'ser.embeddings', 'ser.records', 'ser.dataset', 'ser.muse',
         'ser.pronunciation', 'ser.phonetic_alignment', 'ser.alignment', 'ser.recognition',

@@ -20,6 +20,7 @@ import data_provider
 import helper
 import models
 from ser import ablation, evaluation, export, inference, training
+from ser import paths
 
 tf = models.tf
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -203,7 +204,7 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
         summary = results['summary'][modality]
         assert summary['seeds'] == list(SEEDS)
         cells = []
-        for name in helper.DIMENSIONS + ('mean_ccc',):
+        for name in paths.DIMENSIONS + ('mean_ccc',):
             values = [scores[modality, seed][name] for seed in SEEDS]
             assert summary[name]['mean'] == pytest.approx(np.mean(values), abs=1e-9)
             assert summary[name]['std'] == pytest.approx(np.std(values, ddof=1), abs=1e-9)
@@ -212,7 +213,7 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
         # The report's table shows the same numbers.
         assert '| %s | %s |' % (modality, ' | '.join(cells)) in report
     for first, second in ablation.COMPARISONS:
-        for name in helper.DIMENSIONS:
+        for name in paths.DIMENSIONS:
             paired = [scores[first, seed][name] - scores[second, seed][name] for seed in SEEDS]
             difference = results['differences']['%s-%s' % (first, second)][name]
             assert difference['mean'] == pytest.approx(np.mean(paired), abs=1e-9)

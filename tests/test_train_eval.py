@@ -18,6 +18,7 @@ import helper
 import losses
 import models
 from ser import evaluation, training
+from ser import mixed_precision
 from ser.dataset import DatasetInfo
 
 tf = models.tf
@@ -115,7 +116,7 @@ def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
     assert helper.read_json(os.path.join(train_dir, 'dataset.json'))['embeddings'] == \
         os.path.relpath(original.embeddings_path, train_dir)
     # The default precision, auto, is what the machine runs natively.
-    in_use = helper.choose_precision('auto', -1)
+    in_use = mixed_precision.choose_precision('auto', -1)
     assert models.read_model_config(train_dir) == {'hidden_units': 32, 'frame_samples': 250,
                                                    'embedding_dim': 8, 'modality': 'both',
                                                    'precision': in_use}
@@ -211,7 +212,7 @@ AVX512_ONLY = {'avx2', 'avx512f', 'avx512_vnni'}
     ('fp32', (8, 0), AMX_XEON, True, 'fp32'),
 ])
 def test_precision_follows_what_the_machine_runs_natively(requested, gpu, cpu, onednn, chosen):
-    assert helper.decide_precision(requested, gpu, cpu, onednn) == chosen
+    assert mixed_precision.decide_precision(requested, gpu, cpu, onednn) == chosen
 
 
 @pytest.mark.parametrize('requested, gpu, onednn, problem', [
@@ -222,14 +223,14 @@ def test_precision_follows_what_the_machine_runs_natively(requested, gpu, cpu, o
 ])
 def test_a_precision_the_device_cannot_run_is_refused(requested, gpu, onednn, problem):
     with pytest.raises(helper.InputError, match='--precision: .*' + problem):
-        helper.decide_precision(requested, gpu, AMX_XEON, onednn)
+        mixed_precision.decide_precision(requested, gpu, AMX_XEON, onednn)
 
 
 def test_session_config_turns_on_the_matching_rewrite():
     from tensorflow.core.protobuf import rewriter_config_pb2
     on = rewriter_config_pb2.RewriterConfig.ON
-    fp32 = helper.session_config(-1).graph_options.rewrite_options
-    bf16 = helper.session_config(-1, precision='bf16').graph_options.rewrite_options
+    fp32 = mixed_precision.session_config(-1).graph_options.rewrite_options
+    bf16 = mixed_precision.session_config(-1, precision='bf16').graph_options.rewrite_options
     assert fp32.auto_mixed_precision_onednn_bfloat16 != on and fp32.auto_mixed_precision != on
     assert bf16.auto_mixed_precision_onednn_bfloat16 == on and bf16.auto_mixed_precision != on
 
@@ -245,7 +246,7 @@ def bfloat16_nodes(precision):
                  'mask': tf.ones([2, 6])}
         train_op, _, _ = training.training_step(batch, training.Settings(hidden_units=8))
         metadata = tf.RunMetadata()
-        with tf.Session(config=helper.session_config(-1, precision=precision)) as session:
+        with tf.Session(config=mixed_precision.session_config(-1, precision=precision)) as session:
             session.run(tf.global_variables_initializer())
             session.run(train_op, options=tf.RunOptions(output_partition_graphs=True),
                         run_metadata=metadata)
@@ -297,7 +298,7 @@ def test_eval_is_repeatable_and_its_ccc_matches_its_predictions(resumed_run, tin
     metrics = helper.read_json(os.path.join(outputs[0], 'metrics.json'))
     assert metrics['portion'] == 'train' and metrics['step'] == RESUMED_STEPS
     # eval.py's own precision (auto by default), whatever the checkpoint was trained in.
-    assert metrics['precision'] == helper.choose_precision('auto', -1)
+    assert metrics['precision'] == mixed_precision.choose_precision('auto', -1)
     assert metrics['checkpoint'].endswith('model.ckpt-%d' % RESUMED_STEPS)
     assert metrics['segments'] == 3
     # Whole segments, every frame once, in order, nothing padded.
