@@ -17,6 +17,7 @@ from tqdm import tqdm
 import helper
 import losses
 import models
+from ser import checkpoints
 from ser import inference, records
 from ser import mixed_precision
 from ser import paths
@@ -202,7 +203,7 @@ def stage(prefix, staging_dir):
     shutil.rmtree(staging_dir, ignore_errors=True)
     os.makedirs(staging_dir)
     try:
-        files = models.checkpoint_files(prefix)
+        files = checkpoints.checkpoint_files(prefix)
         for path in files:
             link_or_copy(path, os.path.join(staging_dir, os.path.basename(path)))
     except FileNotFoundError:
@@ -237,14 +238,15 @@ def keep_best(staged_prefix, step, metrics, checkpoint_dir, best_dir, portion):
     dataset.json, a `checkpoint` state file, and best.json (written last)."""
     name = os.path.basename(staged_prefix)
     previous = [n for n in helper.list_dir(best_dir)
-                if n.startswith(models.CHECKPOINT_PREFIX + '-') and not n.startswith(name + '.')]
+                if n.startswith(checkpoints.CHECKPOINT_PREFIX + '-')
+                and not n.startswith(name + '.')]
     # The new checkpoint is complete in best/ before the previous one goes.
-    for path in models.checkpoint_files(staged_prefix):
+    for path in checkpoints.checkpoint_files(staged_prefix):
         os.replace(path, os.path.join(best_dir, os.path.basename(path)))
     for old in previous:
         os.remove(os.path.join(best_dir, old))
-    with helper.atomic_output(os.path.join(best_dir, models.MODEL_CONFIG_FILE)) as tmp_path:
-        shutil.copyfile(os.path.join(checkpoint_dir, models.MODEL_CONFIG_FILE), tmp_path)
+    with helper.atomic_output(os.path.join(best_dir, checkpoints.MODEL_CONFIG_FILE)) as tmp_path:
+        shutil.copyfile(os.path.join(checkpoint_dir, checkpoints.MODEL_CONFIG_FILE), tmp_path)
     DatasetInfo.load(checkpoint_dir).save(best_dir)
     # Given as a path like best_dir's, TensorFlow records it relative to best_dir.
     tf.train.update_checkpoint_state(best_dir, os.path.join(best_dir, name))
@@ -257,7 +259,8 @@ def keep_best(staged_prefix, step, metrics, checkpoint_dir, best_dir, portion):
 def step_of(prefix):
     match = re.search(r'-(\d+)$', prefix)
     if not match:
-        raise helper.InputError(prefix, None, 'not a %s-N checkpoint' % models.CHECKPOINT_PREFIX)
+        raise helper.InputError(prefix, None,
+                                'not a %s-N checkpoint' % checkpoints.CHECKPOINT_PREFIX)
     return int(match.group(1))
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import helper
 import models
 from ser import alignment, audio, dataset, embeddings, records
+from ser import checkpoints
 from ser import paths
 from ser.text import normalise_words
 
@@ -178,17 +179,18 @@ class Predictor:
         `modality` (None: the one it was trained with; another one only with
         allow_modality_mismatch)."""
         info = dataset.DatasetInfo.load(checkpoint_dir)
-        config = models.read_model_config(checkpoint_dir)
-        modality = models.choose_modality(os.path.join(checkpoint_dir, models.MODEL_CONFIG_FILE),
-                                          config['modality'], modality, allow_modality_mismatch)
-        prefix, step = models.checkpoint_path(checkpoint_dir, steps)
+        config = checkpoints.read_model_config(checkpoint_dir)
+        modality = checkpoints.choose_modality(
+            os.path.join(checkpoint_dir, checkpoints.MODEL_CONFIG_FILE), config['modality'],
+            modality, allow_modality_mismatch)
+        prefix, step = checkpoints.checkpoint_path(checkpoint_dir, steps)
         graph = tf.Graph()
         with graph.as_default(), tf.device(helper.configure_device(device)):
             inputs, outputs = inference_graph(info.frame_samples, info.embedding_dim,
                                               config['hidden_units'], modality)
         session = tf.Session(graph=graph, config=helper.session_config(device))
         with graph.as_default(), closed_on_error(session):
-            models.restore(session, prefix)
+            checkpoints.restore(session, prefix)
         return cls(session, inputs, outputs, info,
                    {'checkpoint': os.path.abspath(checkpoint_dir), 'step': step,
                     'modality': modality})
@@ -203,9 +205,9 @@ class Predictor:
         model_dir = saved_model_version_dir(export_dir)
         extra_dir = os.path.join(model_dir, EXTRA_DIR)
         info = dataset.DatasetInfo.load(extra_dir)
-        exported = models.read_model_config(extra_dir)['modality']
+        exported = checkpoints.read_model_config(extra_dir)['modality']
         if modality not in (None, exported):
-            raise helper.InputError(os.path.join(extra_dir, models.MODEL_CONFIG_FILE), None,
+            raise helper.InputError(os.path.join(extra_dir, checkpoints.MODEL_CONFIG_FILE), None,
                                     'this export hears modality %r, fixed in its graph; run '
                                     '--modality %s from the training checkpoint instead'
                                     % (exported, modality))

@@ -25,6 +25,7 @@ import data_provider
 import helper
 import losses
 import models
+from ser import checkpoints
 from ser import cluster
 from ser import mixed_precision
 from ser import paths
@@ -68,9 +69,9 @@ def prepare_train_dir(dataset_dir, train_dir, hidden_units, modality=models.DEFA
     other data, another model size or another modality. Returns the
     dataset's DatasetInfo."""
     dataset = DatasetInfo.load(dataset_dir)
-    config_path = os.path.join(train_dir, models.MODEL_CONFIG_FILE)
+    config_path = os.path.join(train_dir, checkpoints.MODEL_CONFIG_FILE)
     if os.path.exists(config_path):
-        previous = models.read_model_config(train_dir)
+        previous = checkpoints.read_model_config(train_dir)
         if previous['hidden_units'] != hidden_units:
             raise helper.InputError(config_path, None, 'checkpoints here have hidden_units=%d, '
                                     'not --hidden_units=%d; use another --train_dir'
@@ -84,7 +85,7 @@ def prepare_train_dir(dataset_dir, train_dir, hidden_units, modality=models.DEFA
         DatasetInfo.load(train_dir).check_compatible(dataset, same_data=True)
     else:
         DatasetInfo.load(dataset_dir).save(train_dir)
-    models.write_model_config(train_dir, hidden_units, dataset, modality, precision)
+    checkpoints.write_model_config(train_dir, hidden_units, dataset, modality, precision)
     return dataset
 
 
@@ -248,10 +249,10 @@ def run_loop(ops, train_dir, settings, task=None, server=None):
         if not chief:
             return step
         # The chief's last checkpoint also holds the steps other workers ran meanwhile.
-        step = models.available_steps(train_dir)[-1]
+        step = checkpoints.available_steps(train_dir)[-1]
     helper.append_line(log_path, 'stopped at step %d (%s)' % (step, reason))
     logging.info('%s: %d steps this run, checkpoint %s-%d in %s', reason, step - start_step,
-                 models.CHECKPOINT_PREFIX, step, train_dir)
+                 checkpoints.CHECKPOINT_PREFIX, step, train_dir)
     return step
 
 

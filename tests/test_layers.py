@@ -15,7 +15,7 @@ LAYERS = (
         'ser.audio', 'ser.embeddings', 'ser.records', 'ser.dataset', 'ser.muse',
         'ser.pronunciation', 'ser.phonetic_alignment', 'ser.alignment', 'ser.recognition',
         'ser.emotion', 'ser.partition', 'ser.distribution', 'ser.demo_corpus'}),
-    ('the model', {'models', 'losses', 'data_provider', 'ser.cluster'}),
+    ('the model', {'models', 'losses', 'data_provider', 'ser.checkpoints', 'ser.cluster'}),
     ('running the model', {
         'ser.inference', 'ser.training', 'ser.evaluation', 'ser.export', 'ser.sync_maps',
         'ser.generation', 'ser.streaming', 'ser.isolated_alignment', 'ser.ablation'}),

@@ -17,6 +17,7 @@ import pytest
 import helper
 import losses
 import models
+from ser import checkpoints
 from ser import evaluation, training
 from ser import mixed_precision
 from ser.dataset import DatasetInfo
@@ -117,9 +118,9 @@ def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
         os.path.relpath(original.embeddings_path, train_dir)
     # The default precision, auto, is what the machine runs natively.
     in_use = mixed_precision.choose_precision('auto', -1)
-    assert models.read_model_config(train_dir) == {'hidden_units': 32, 'frame_samples': 250,
-                                                   'embedding_dim': 8, 'modality': 'both',
-                                                   'precision': in_use}
+    assert checkpoints.read_model_config(train_dir) == {'hidden_units': 32, 'frame_samples': 250,
+                                                        'embedding_dim': 8, 'modality': 'both',
+                                                        'precision': in_use}
     lines = log.splitlines()
     assert lines[0].startswith('==== train.py run 20')
     for expected in ('max_steps = %d' % FIRST_STEPS, 'sequence_length = 16', 'batch_size = 2',
@@ -135,14 +136,14 @@ def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
 
 @pytest.mark.slow
 def test_train_resumes_from_the_latest_checkpoint(resumed_run):
-    assert models.available_steps(resumed_run)[-2:] == [FIRST_STEPS, RESUMED_STEPS]
+    assert checkpoints.available_steps(resumed_run)[-2:] == [FIRST_STEPS, RESUMED_STEPS]
     with open(os.path.join(resumed_run, 'log_train.txt')) as handle:
         log = handle.read()
     runs = log.split('==== train.py run')
     assert len(runs) == 3
     for expected in ('sequence_length = 24', 'windows = packed', 'precision in use = bf16'):
         assert expected in runs[2].splitlines(), expected
-    assert models.read_model_config(resumed_run)['precision'] == 'bf16'
+    assert checkpoints.read_model_config(resumed_run)['precision'] == 'bf16'
     # bf16 is arithmetic inside the graph: the variables stay float32.
     reader = tf.train.NewCheckpointReader(os.path.join(resumed_run,
                                                        'model.ckpt-%d' % RESUMED_STEPS))
@@ -176,7 +177,7 @@ def test_train_stops_cleanly_on_ctrl_c(tiny_dataset, tmp_path):
     last = open(log_path).read().splitlines()[-1]
     assert last.endswith('(interrupted)')
     step = int(last.split()[3])
-    assert step >= 2 and models.available_steps(train_dir)[-1] == step
+    assert step >= 2 and checkpoints.available_steps(train_dir)[-1] == step
 
 
 @pytest.mark.slow
@@ -336,7 +337,7 @@ def test_eval_default_portion_writes_a_plot_per_segment(resumed_run, tiny_datase
 def test_eval_missing_step_lists_the_existing_ones(resumed_run, tiny_dataset, tmp_path):
     result = run_eval(tiny_dataset, resumed_run, str(tmp_path), '--steps', 3, check=False)
     assert result.returncode != 0
-    steps = ', '.join(map(str, models.available_steps(resumed_run)))
+    steps = ', '.join(map(str, checkpoints.available_steps(resumed_run)))
     assert 'no checkpoint for step 3; available steps: %s' % steps in result.stderr
     assert not os.path.exists(str(tmp_path / 'metrics.json'))
 
@@ -361,9 +362,9 @@ def test_eval_watch_keeps_the_best_checkpoint(resumed_run, tiny_dataset, tmp_pat
     assert best['step'] == RESUMED_STEPS and best['portion'] == 'devel'
     assert best['mean_ccc'] == metrics['mean_ccc']
     # best/ is a checkpoint directory of its own.
-    assert models.checkpoint_path(best_dir) == (os.path.join(best_dir, 'model.ckpt-%d'
-                                                             % RESUMED_STEPS), RESUMED_STEPS)
-    assert models.read_model_config(best_dir) == models.read_model_config(checkpoint_dir)
+    assert checkpoints.checkpoint_path(best_dir) == (os.path.join(best_dir, 'model.ckpt-%d'
+                                                                  % RESUMED_STEPS), RESUMED_STEPS)
+    assert checkpoints.read_model_config(best_dir) == checkpoints.read_model_config(checkpoint_dir)
     assert tf.train.latest_checkpoint(best_dir).endswith('model.ckpt-%d' % RESUMED_STEPS)
     assert not os.path.exists(os.path.join(best_dir, '.staging'))
 
