@@ -2,7 +2,7 @@
 
 A bench work directory has the layout of a pipeline run:
     <work_dir>/MuSe-CaR/   the input in MuSe-CaR 2020's layout, written by
-                           ser.demo_corpus.generate_corpus
+                           tools.demo_corpus.generate_corpus
     <work_dir>/truth/      its true word timings (unused by the benchmarks)
     <work_dir>/labels/<Id>/, partition.csv, sync_maps/<Id>/, embeddings/, tfrecords/
 prepare() builds what is missing up to a step, untimed, running the
@@ -27,7 +27,7 @@ from absl import flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import helper  # noqa: E402  (needs the repository on sys.path)
-from ser import demo_corpus  # noqa: E402
+from tools import demo_corpus  # noqa: E402
 from ser import paths  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -75,7 +75,7 @@ def run_script(script, *args, check=True):
 def prepare(work_dir, upto, videos, seconds_per_video, sample_rate, seed):
     """Build the corpus and the pipeline's outputs up to step `upto` (one of
     STEPS) in work_dir, skipping what is already there. Returns the corpus
-    summary of ser.demo_corpus.generate_corpus (seconds of audio, ...)."""
+    summary of tools.demo_corpus.generate_corpus (seconds of audio, ...)."""
     if upto not in STEPS:
         raise ValueError('upto must be one of %s, not %r' % (', '.join(STEPS), upto))
     muse = muse_dir(work_dir)

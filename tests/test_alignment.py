@@ -11,9 +11,10 @@ import soundfile
 import soxr
 
 import helper
-from ser import alignment, audio, demo_corpus, muse
+from ser import alignment, audio, muse
 from ser import paths
 from ser.text import normalise_words
+from tools import demo_corpus
 
 # Targets on true word timings.
 MAX_MEAN_START_ERROR = 0.05

@@ -15,9 +15,9 @@ import soundfile
 
 import helper
 from ser import audio
-from ser import demo_corpus as demo
 from ser import paths
 from ser.text import normalise_words
+from tools import demo_corpus as demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = 15.0

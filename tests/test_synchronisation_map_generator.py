@@ -13,9 +13,10 @@ import pytest
 import soundfile
 
 import helper
-from ser import alignment, demo_corpus, muse, sync_maps
+from ser import alignment, muse, sync_maps
 from ser import paths
 from ser.text import normalise_words
+from tools import demo_corpus
 from label_fixtures import run_script, write
 
 SCRIPT = 'synchronisation_map_generator.py'

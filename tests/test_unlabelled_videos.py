@@ -11,9 +11,10 @@ import pytest
 import soundfile
 
 import helper
-from ser import demo_corpus, muse, sync_maps
+from ser import muse, sync_maps
 from ser import paths
 from ser.text import normalise_words
+from tools import demo_corpus
 from label_fixtures import run_script, write
 
 SYNC_COLUMNS = [('id', str), ('start', float), ('end', float), ('word', str)]
