@@ -167,7 +167,7 @@ precision-check: demo-data
 # train.py on TensorFlow's distributed runtime: 1 ps + 2 workers as processes
 # on 127.0.0.1, then eval.py on the chief's checkpoint.
 cluster-demo: demo-data
-	$(PY) -m ser.local_cluster --num_ps 1 --num_workers 2 --log_dir $(DEMO)/cluster_logs -- \
+	$(PY) -m tools.local_cluster --num_ps 1 --num_workers 2 --log_dir $(DEMO)/cluster_logs -- \
 	    --dataset_dir $(DEMO_DATA) --train_dir $(DEMO_CLUSTER_CKPT) --device -1 --seed $(SEED) \
 	    --max_steps $(CLUSTER_DEMO_STEPS) --learning_rate $(DEMO_LEARNING_RATE) \
 	    --sequence_length $(DEMO_SEQUENCE_LENGTH)

@@ -23,7 +23,7 @@ Example:
 from absl import flags
 
 import helper
-from ser import embeddings, generation
+from ser import embeddings, generation, paths
 
 FLAGS = flags.FLAGS
 
@@ -51,7 +51,7 @@ helper.define_flags('workers', 'overwrite', 'verbose')
 def main(argv):
     del argv
     run = generation.generate(
-        helper.MuseLayout(FLAGS.muse_dir, FLAGS.task_dir), FLAGS.work_dir, FLAGS.partition,
+        paths.MuseLayout(FLAGS.muse_dir, FLAGS.task_dir), FLAGS.work_dir, FLAGS.partition,
         embeddings=FLAGS.embeddings, embedding_dim=FLAGS.embedding_dim,
         word2vec_epochs=FLAGS.word2vec_epochs, sample_rate=FLAGS.sample_rate,
         workers=FLAGS.workers, overwrite=FLAGS.overwrite, seed=FLAGS.seed)

@@ -35,6 +35,7 @@ Usage (graph mode):
 """
 
 import helper
+from ser import paths
 from ser.dataset import DatasetInfo
 
 tf = helper.import_tensorflow()
@@ -73,7 +74,7 @@ def read_segment(filename_queue, frame_samples, embedding_dim):
     return {
         'audio': frames('audio', frame_samples),
         'embeddings': frames('embeddings', embedding_dim),
-        'labels': frames('labels', len(helper.DIMENSIONS)),
+        'labels': frames('labels', len(paths.DIMENSIONS)),
         'timestamps': tf.reshape(tf.sparse.to_dense(features['timestamps']), [n_frames]),
         'mask': tf.ones([n_frames], tf.float32),
         'id': features['id'],

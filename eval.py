@@ -25,8 +25,7 @@ import os
 from absl import flags
 
 import helper
-import models
-from ser import evaluation
+from ser import checkpoints, evaluation, mixed_precision
 
 FLAGS = flags.FLAGS
 
@@ -62,19 +61,19 @@ def main(argv):
     del argv
     helper.configure_device(FLAGS.device)
     evaluation.check_compatible(FLAGS.checkpoint, FLAGS.dataset_dir)
-    config = models.read_model_config(FLAGS.checkpoint)
-    config['modality'] = models.choose_modality(
-        os.path.join(FLAGS.checkpoint, models.MODEL_CONFIG_FILE), config['modality'],
+    config = checkpoints.read_model_config(FLAGS.checkpoint)
+    config['modality'] = checkpoints.choose_modality(
+        os.path.join(FLAGS.checkpoint, checkpoints.MODEL_CONFIG_FILE), config['modality'],
         FLAGS.modality, FLAGS.allow_modality_mismatch)
     options = evaluation.Options(FLAGS.dataset_dir, FLAGS.portion, FLAGS.device,
                                  FLAGS.predictions_dir, FLAGS.plots, FLAGS.json,
-                                 helper.choose_precision(FLAGS.precision, FLAGS.device),
+                                 mixed_precision.choose_precision(FLAGS.precision, FLAGS.device),
                                  FLAGS.chunk_seconds)
     if FLAGS.watch:
         evaluation.watch(FLAGS.checkpoint, config, options, FLAGS.watch_interval_secs,
                          FLAGS.watch_timeout_secs)
     else:
-        prefix, step = models.checkpoint_path(FLAGS.checkpoint, FLAGS.steps)
+        prefix, step = checkpoints.checkpoint_path(FLAGS.checkpoint, FLAGS.steps)
         evaluation.evaluate(prefix, step, FLAGS.checkpoint, config, options)
     return 0
 

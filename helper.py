@@ -1,6 +1,7 @@
-"""Shared plumbing for the pipeline scripts: TensorFlow set-up, paths, file
-listing, atomic writes, validated CSV reading, audio reading, logging and
-parallel map. Every script imports this instead of repeating any of it."""
+"""Shared plumbing for the pipeline scripts: TensorFlow set-up, logging,
+`run`, the errors it reports, the flags several scripts share, file listing,
+atomic writes, validated CSV reading and the parallel map. Every script
+imports this instead of repeating any of it."""
 
 import contextlib
 import csv
@@ -9,9 +10,6 @@ import json
 import logging
 import multiprocessing
 import os
-import platform
-import re
-import string
 import sys
 import tempfile
 import warnings
@@ -21,151 +19,11 @@ import numpy as np
 from ser import defaults
 
 # --------------------------------------------------------------------------
-# Paths. Inputs: MuSe-CaR 2020 as distributed (the processed-tasks package);
-# outputs under --work_dir. The unit of work is the segment <Id>_<seg>.
+# Defaults of the shared path flags (ser.paths lays out what is under them).
 # --------------------------------------------------------------------------
 DEFAULT_WORK_DIR = '.'
 DEFAULT_MUSE_DIR = './MuSe-CaR'
 DEFAULT_TASK_DIR = 'c1_muse_wild'
-LABEL_STEP_MS = 250
-DIMENSIONS = ('arousal', 'valence')
-PORTIONS = ('train', 'devel', 'test')
-AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.mp3', '.mp4', '.m4a', '.webm', '.mkv')
-
-
-def segment_name(video_id, segment):
-    """`<Id>_<seg>`: the name of segment `segment` (an int) of video `video_id`."""
-    return '%s_%d' % (video_id, int(segment))
-
-
-def split_segment_name(name):
-    """(video id, segment int) of `<Id>_<seg>`; ValueError when it is not one."""
-    video_id, separator, segment = name.rpartition('_')
-    if not separator or not video_id or not segment.isdigit():
-        raise ValueError('%r is not a segment name <Id>_<seg>' % name)
-    return video_id, int(segment)
-
-
-def video_of(name):
-    return split_segment_name(name)[0]
-
-
-def segment_sort_key(name):
-    """Segments of a video in order (2 before 10), videos in natural order."""
-    video_id, segment = split_segment_name(name)
-    return (_natural_key(video_id), segment)
-
-
-def _natural_key(text):
-    return [(0, int(part), '') if part.isdigit() else (1, 0, part)
-            for part in re.split(r'(\d+)', text) if part]
-
-
-class MuseLayout:
-    """Where MuSe-CaR 2020 keeps each file:
-
-        <muse_dir>/metadata/partition.csv                        Id,Proposal (video ids)
-        <muse_dir>/<task_dir>/audio_segments/<Id>/<Id>_<seg>.wav
-        <muse_dir>/<task_dir>/transcription_segments/<Id>/<Id>_<seg>.csv
-        <muse_dir>/<task_dir>/label_segments/<dimension>/<Id>.csv
-    """
-
-    def __init__(self, muse_dir=DEFAULT_MUSE_DIR, task_dir=DEFAULT_TASK_DIR):
-        self.muse_dir = muse_dir
-        self.task_path = os.path.join(muse_dir, task_dir)
-
-    @property
-    def partition_path(self):
-        return os.path.join(self.muse_dir, 'metadata', 'partition.csv')
-
-    def audio_dir(self, video_id):
-        return os.path.join(self.task_path, 'audio_segments', video_id)
-
-    def transcript_dir(self, video_id):
-        return os.path.join(self.task_path, 'transcription_segments', video_id)
-
-    def label_dir(self, dimension):
-        return os.path.join(self.task_path, 'label_segments', dimension)
-
-    def transcript_path(self, name):
-        return os.path.join(self.transcript_dir(video_of(name)), name + '.csv')
-
-    def label_path(self, dimension, video_id):
-        return os.path.join(self.label_dir(dimension), video_id + '.csv')
-
-    def audio_path(self, name):
-        """The segment's audio: `<Id>_<seg>.wav`, or another container ffmpeg reads."""
-        directory = self.audio_dir(video_of(name))
-        for extension in AUDIO_EXTENSIONS:
-            candidate = os.path.join(directory, name + extension)
-            if os.path.isfile(candidate):
-                return candidate
-        raise InputError(os.path.join(directory, name + '.wav'), None,
-                         'no audio file for segment %s' % name)
-
-    def audio_segments(self, video_id):
-        """Names `<Id>_<seg>` of the video's segment audio files, in segment
-        order; files of other names are ignored. [] when it has none."""
-        directory = self.audio_dir(video_id)
-        if not os.path.isdir(directory):
-            return []
-        names = set()
-        for filename in list_dir(directory):
-            name, extension = os.path.splitext(filename)
-            if extension.lower() in AUDIO_EXTENSIONS and _is_segment_of(name, video_id):
-                names.add(name)
-        return sorted(names, key=segment_sort_key)
-
-
-def _is_segment_of(name, video_id):
-    try:
-        return video_of(name) == video_id
-    except ValueError:
-        return False
-
-
-def sync_maps_dir(work_dir):
-    return os.path.join(work_dir, 'sync_maps')
-
-
-def labels_dir(work_dir):
-    return os.path.join(work_dir, 'labels')
-
-
-def sync_map_path(work_dir, name):
-    """sync_maps/<Id>/<Id>_<seg>.csv of segment `name`."""
-    return os.path.join(sync_maps_dir(work_dir), video_of(name), name + '.csv')
-
-
-def label_path(work_dir, name):
-    """labels/<Id>/<Id>_<seg>.csv of segment `name`."""
-    return os.path.join(labels_dir(work_dir), video_of(name), name + '.csv')
-
-
-def work_segments(directory, video_id):
-    """Segment names of the `<Id>_<seg>.csv` files in directory/<Id>/ (a
-    sync_maps/ or labels/ tree), in segment order; [] when there are none."""
-    video_dir = os.path.join(directory, video_id)
-    if not os.path.isdir(video_dir):
-        return []
-    names = [name for name in list_ids(video_dir, '.csv') if _is_segment_of(name, video_id)]
-    return sorted(names, key=segment_sort_key)
-
-
-def partition_path(work_dir):
-    return os.path.join(work_dir, 'partition.csv')
-
-
-def plots_dir(work_dir):
-    return os.path.join(work_dir, 'plots')
-
-
-def tfrecords_dir(work_dir):
-    return os.path.join(work_dir, 'tfrecords')
-
-
-def embeddings_dir(work_dir):
-    return os.path.join(work_dir, 'embeddings')
 
 
 # --------------------------------------------------------------------------
@@ -356,7 +214,7 @@ SHARED_FLAGS = {
     'saved_model': ('string', None, 'SavedModel of export_model.py, instead of --checkpoint: the '
                     'export directory (its highest version is used) or one version directory.',
                     {}),
-    'portion': ('enum', 'devel', 'Portion of the partition to evaluate.', {'enum_values': list(PORTIONS)}),
+    'portion': ('enum', 'devel', 'Portion of the partition to evaluate.', {'enum_values': list(defaults.PORTIONS)}),
     'chunk_seconds': ('float', defaults.CHUNK_SECONDS,
                       'Run audio through the model in chunks of this many seconds, the LSTM '
                       'state carried from one to the next and a frame of audio on either side '
@@ -470,25 +328,11 @@ def _quiet_native_start_up():
         os.close(saved)
 
 
-# Arithmetic precisions of --precision. 'auto' is bf16 on a CPU with native
-# bf16 instructions, fp32 otherwise: on a GPU too, since fp16 runs without a
-# loss scale here and has not been shown to train as well.
-PRECISIONS = ('fp32', 'bf16', 'fp16', 'auto')
-# train.py's and eval.py's: bf16 trained the demo schedule to fp32's test CCC
-# within 0.02 over 3 seeds (RESULTS.md). What serves a model (predict.py, the
-# service, the export) runs fp32, session_config's own default.
-DEFAULT_PRECISION = 'auto'
-
-
-def session_config(device, xla=False, precision='fp32'):
+def session_config(device, xla=False):
     """A ConfigProto that lets GPU memory grow and falls back to the CPU;
-    `xla` turns on XLA JIT compilation of the graph (auto-clustering);
-    `precision` (PRECISIONS; see choose_precision) turns on TensorFlow's
-    mixed-precision graph rewrite: bf16 through oneDNN on the CPU, fp16 on a
-    GPU. The rewrite casts inside the graph only: variables, and so the
-    checkpoints, stay float32."""
+    `xla` turns on XLA JIT compilation of the graph (auto-clustering).
+    ser.mixed_precision.session_config adds the precision's graph rewrite."""
     tf = import_tensorflow()
-    from tensorflow.core.protobuf import rewriter_config_pb2
     config = tf.ConfigProto(allow_soft_placement=True)
     config.gpu_options.allow_growth = True
     if int(device) < 0:
@@ -498,87 +342,7 @@ def session_config(device, xla=False, precision='fp32'):
         config.gpu_options.visible_device_list = str(int(device))
     if xla:
         config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
-    rewrites = config.graph_options.rewrite_options
-    precision = choose_precision(precision, device)
-    if precision == 'bf16':
-        rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
-    elif precision == 'fp16':
-        rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
     return config
-
-
-# CPU flags (/proc/cpuinfo) of native bf16 arithmetic. Without them oneDNN still
-# runs the bf16 rewrite, emulated, and a training step takes longer than fp32
-# (BENCHMARKS.md), so 'auto' does not pick it.
-BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
-
-
-def cpuinfo_field(name):
-    """The value of the first `name` line of /proc/cpuinfo, None off Linux."""
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as handle:
-            for line in handle:
-                if line.split(':', 1)[0].strip() == name:
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def cpu_flags():
-    """The instruction-set flags of the CPU, empty off Linux."""
-    return set((cpuinfo_field('flags') or '').split())
-
-
-def cpu_model():
-    """The CPU's model name, as the OS names it."""
-    return cpuinfo_field('model name') or platform.processor() or platform.machine()
-
-
-def decide_precision(requested, gpu_capability, cpu_flags_found, onednn):
-    """The precision to run in, from the facts: `gpu_capability` (major, minor)
-    of the GPU in use, None on the CPU; the CPU's flags; whether TensorFlow was
-    built with oneDNN. An explicit precision the device cannot run raises
-    InputError; bf16 on a CPU without native bf16 runs (emulated, slower) so
-    that it can be compared."""
-    if requested not in PRECISIONS:
-        raise InputError('--precision', None, '%r is none of %s'
-                         % (requested, ', '.join(PRECISIONS)))
-    on_gpu = gpu_capability is not None
-    if requested == 'auto':
-        if on_gpu:
-            return 'fp32'
-        native_bf16 = onednn and any(flag in cpu_flags_found for flag in BF16_CPU_FLAGS)
-        return 'bf16' if native_bf16 else 'fp32'
-    if requested == 'fp16' and not on_gpu:
-        raise InputError('--precision', None, 'fp16 runs on a GPU only (on the CPU use bf16 '
-                         'or auto)')
-    if requested == 'bf16' and on_gpu:
-        raise InputError('--precision', None, 'bf16 is the CPU\'s (oneDNN) rewrite; on a GPU '
-                         'use fp16 or auto')
-    if requested == 'bf16' and not onednn:
-        raise InputError('--precision', None, 'bf16 needs TensorFlow built with oneDNN')
-    return requested
-
-
-def gpu_capability(device):
-    """(major, minor) compute capability of the GPU `device` runs on, None when
-    it runs on the CPU; (0, 0) when TensorFlow does not say."""
-    tf = import_tensorflow()
-    gpus = tf.config.list_physical_devices('GPU')
-    if int(device) < 0 or not gpus:
-        return None
-    details = tf.config.experimental.get_device_details(gpus[min(int(device), len(gpus) - 1)])
-    return tuple(details.get('compute_capability') or (0, 0))
-
-
-def choose_precision(requested, device):
-    """decide_precision on this machine for `--device`."""
-    if requested == 'fp32':
-        return requested
-    from tensorflow.python.util import _pywrap_util_port
-    return decide_precision(requested, gpu_capability(device), cpu_flags(),
-                            bool(_pywrap_util_port.IsMklEnabled()))
 
 
 # --------------------------------------------------------------------------
@@ -724,66 +488,6 @@ def read_table(path, columns, line_numbers=False):
                     for (name, kind), cell in zip(columns, cells))
         rows.append((row_number, row) if line_numbers else row)
     return rows
-
-
-def read_partition(path):
-    """{Id: Proposal} from a partition file (header Id,Proposal), in file order."""
-    partition = {}
-    rows = read_table(path, [('Id', str), ('Proposal', str)], line_numbers=True)
-    for row_number, (recording_id, proposal) in rows:
-        if not recording_id:
-            raise InputError(path, row_number, 'empty Id')
-        if proposal not in PORTIONS:
-            raise InputError(path, row_number, 'Proposal %r is not one of %s'
-                             % (proposal, ', '.join(PORTIONS)))
-        if recording_id in partition:
-            raise InputError(path, row_number, 'Id %s listed twice' % recording_id)
-        partition[recording_id] = proposal
-    return partition
-
-
-def select_videos(layout, ids=None):
-    """Video ids of the MuSe partition (a MuseLayout), in file order; only
-    `ids` if given."""
-    recording_ids = list(read_partition(layout.partition_path))
-    unknown = sorted(set(ids or ()) - set(recording_ids))
-    if unknown:
-        raise InputError(layout.partition_path, None,
-                         '--ids not in the partition: %s' % ', '.join(unknown))
-    return [i for i in recording_ids if ids is None or i in ids]
-
-
-def read_labels(path):
-    """(timestamps int64 [N] ms, labels float64 [N, 2]) from labels/<Id>.csv.
-    Timestamps must rise strictly on the grid of label steps."""
-    columns = [('timestamp', float)] + [(name, float) for name in DIMENSIONS]
-    rows = read_table(path, columns, line_numbers=True)
-    if not rows:
-        raise InputError(path, None, 'no label rows')
-    previous = None
-    for line, (timestamp, _, _) in rows:
-        if timestamp < 0 or timestamp % LABEL_STEP_MS:
-            raise InputError(path, line, 'timestamp %g ms is not a non-negative multiple of %d ms'
-                             % (timestamp, LABEL_STEP_MS))
-        if previous is not None and timestamp <= previous:
-            raise InputError(path, line, 'timestamp %g ms does not follow %g ms' % (timestamp, previous))
-        previous = timestamp
-    table = np.asarray([row for _, row in rows], dtype=np.float64)
-    return table[:, 0].astype(np.int64), table[:, 1:]
-
-
-# --------------------------------------------------------------------------
-# Text: one normalisation for alignment, embeddings and ASR words.
-# --------------------------------------------------------------------------
-_FILLER = re.compile(r'<[^>]*>')
-_PUNCTUATION = str.maketrans({c: ' ' for c in string.punctuation if c != "'"})
-
-
-def normalise_words(text):
-    """Lower-cased words of `text` with fillers (`<filler>`, `<laugh>`, ...)
-    and punctuation removed; apostrophes inside words are kept (don't, car's)."""
-    text = _FILLER.sub(' ', text.lower()).translate(_PUNCTUATION)
-    return [word for word in (w.strip("'") for w in text.split()) if word]
 
 
 # --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from absl import flags
 
 import helper
 from ser import distribution
+from ser import paths
 
 FLAGS = flags.FLAGS
 
@@ -35,9 +36,9 @@ helper.define_flags('verbose')
 
 def main(argv):
     del argv  # unused
-    partition_file = FLAGS.partition or helper.partition_path(FLAGS.work_dir)
-    plot_dir = FLAGS.plot_dir or helper.plots_dir(FLAGS.work_dir)
-    partition = helper.read_partition(partition_file)
+    partition_file = FLAGS.partition or paths.partition_path(FLAGS.work_dir)
+    plot_dir = FLAGS.plot_dir or paths.plots_dir(FLAGS.work_dir)
+    partition = paths.read_partition(partition_file)
     values, errors = distribution.read_set_values(FLAGS.work_dir, partition)
     if errors:
         for error in errors:
@@ -49,8 +50,8 @@ def main(argv):
     print(distribution.format_table(rows))
     statistics_file = os.path.join(plot_dir, 'label_statistics.csv')
     helper.write_csv(statistics_file, distribution.STATISTICS_HEADER, rows)
-    paths = distribution.plot_distributions(values, plot_dir, FLAGS.bins)
-    logging.info('statistics written to %s; plots: %s', statistics_file, ' '.join(paths))
+    plots = distribution.plot_distributions(values, plot_dir, FLAGS.bins)
+    logging.info('statistics written to %s; plots: %s', statistics_file, ' '.join(plots))
     return 0
 
 

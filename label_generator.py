@@ -28,6 +28,7 @@ from absl import flags
 
 import helper
 from ser import muse
+from ser import paths
 
 FLAGS = flags.FLAGS
 
@@ -37,7 +38,7 @@ helper.define_flags('muse_dir', 'task_dir', 'ids')
 # ---- Output flags ----
 helper.define_flags('work_dir', 'overwrite', 'verbose')
 
-LABEL_HEADER = ('timestamp',) + helper.DIMENSIONS
+LABEL_HEADER = ('timestamp',) + paths.DIMENSIONS
 
 
 def write_video_labels(layout, video_id, counts):
@@ -48,7 +49,7 @@ def write_video_labels(layout, video_id, counts):
         counts['unlabelled videos'] += 1
         return []
     for name, rows in joined.items():
-        output = helper.label_path(FLAGS.work_dir, name)
+        output = paths.label_path(FLAGS.work_dir, name)
         if os.path.exists(output) and not FLAGS.overwrite:
             counts['skipped'] += 1
             continue
@@ -67,9 +68,9 @@ def write_video_labels(layout, video_id, counts):
 
 def main(argv):
     del argv  # unused
-    layout = helper.MuseLayout(FLAGS.muse_dir, FLAGS.task_dir)
+    layout = paths.MuseLayout(FLAGS.muse_dir, FLAGS.task_dir)
     counts, errors = collections.Counter(), []
-    for video_id in helper.select_videos(layout, FLAGS.ids):
+    for video_id in paths.select_videos(layout, FLAGS.ids):
         errors += write_video_labels(layout, video_id, counts)
     for error in errors:
         logging.error('%s', error)

@@ -10,7 +10,7 @@ last segment of the first train video has no transcript; the test videos have
 no label files (with --late_unlabelled their first segment is left out, so
 they start late in the video; --label_aligned_features writes the feature
 files that place them); Mac litter (.DS_Store, ._*) lies in a few folders.
-Same seed, same bytes. See ser/demo_corpus.py for the design.
+Same seed, same bytes. See tools/demo_corpus.py for the design.
 
     .venv/bin/python make_demo_corpus.py --output_dir demo/MuSe-CaR --truth_dir demo/truth
 """
@@ -20,7 +20,7 @@ import os
 from absl import flags
 
 import helper
-from ser import demo_corpus
+from tools import demo_corpus
 
 FLAGS = flags.FLAGS
 OUTPUT_DIR = os.path.join('demo', 'MuSe-CaR')

@@ -9,18 +9,15 @@ extractor and word embeddings, fused by attention, then an LSTM over time.
 The modality (both, audio, text) zeroes one input before the first layers,
 for the ablation of either branch; the structure stays the same.
 
-Also what every script that reloads a model shares (eval.py, predict.py,
-export_model.py): the model.json written beside the checkpoints and the choice
-of `model.ckpt-N`. The dataset.json beside them is ser.dataset.DatasetInfo.
+What it takes to rebuild the model from a checkpoint is ser.checkpoints'.
 """
 
 import logging
-import os
-import re
 
 import numpy as np
 
 import helper
+from ser import paths
 
 tf = helper.import_tensorflow()
 import tf_slim as slim  # noqa: E402  (after helper.import_tensorflow, which must come first)
@@ -43,15 +40,11 @@ LSTM_CELL_CLIP = 100.0
 # Padding frames computed per training batch to stand for all of its padding
 # that the LSTM runs through (compact_frame_features).
 PADDING_POOL_FRAMES = 16
-N_OUTPUTS = len(helper.DIMENSIONS)
+N_OUTPUTS = len(paths.DIMENSIONS)
 # What the model hears (the ablation of the paper's claim): both inputs, the
 # audio alone (zero embeddings) or the text alone (zero audio frames).
 MODALITIES = ('both', 'audio', 'text')
 DEFAULT_MODALITY = 'both'
-
-# Files written beside the checkpoints by train.py (with dataset.json).
-MODEL_CONFIG_FILE = 'model.json'
-CHECKPOINT_PREFIX = 'model.ckpt'
 
 
 # --------------------------------------------------------------------------
@@ -380,88 +373,3 @@ def inference_inputs(frame_samples, embedding_dim):
     audio = tf.placeholder(tf.float32, [None, None, frame_samples], name='audio')
     embeddings = tf.placeholder(tf.float32, [None, None, embedding_dim], name='embeddings')
     return audio, embeddings
-
-
-# --------------------------------------------------------------------------
-# Checkpoints and what it takes to rebuild the model from them
-# --------------------------------------------------------------------------
-def write_model_config(train_dir, hidden_units, dataset, modality=DEFAULT_MODALITY,
-                       precision=None):
-    """model.json: everything beyond dataset.json (`dataset`, a DatasetInfo)
-    needed to rebuild the graph, the modality the model was trained to hear
-    and, when given, the precision its last training run computed in."""
-    config = {
-        'hidden_units': int(hidden_units),
-        'frame_samples': int(dataset.frame_samples),
-        'embedding_dim': int(dataset.embedding_dim),
-        'modality': modality,
-    }
-    if precision is not None:
-        config['precision'] = precision
-    helper.write_json(os.path.join(train_dir, MODEL_CONFIG_FILE), config)
-
-
-def read_model_config(checkpoint_dir):
-    """model.json as a dict; one written before modalities existed gets 'both'."""
-    path = os.path.join(checkpoint_dir, MODEL_CONFIG_FILE)
-    config = helper.read_json(path)
-    for key in ('hidden_units', 'frame_samples', 'embedding_dim'):
-        if not isinstance(config.get(key), int):
-            raise helper.InputError(path, None, 'missing integer field %r' % key)
-    config.setdefault('modality', DEFAULT_MODALITY)
-    if config['modality'] not in MODALITIES:
-        raise helper.InputError(path, None, 'modality %r is none of %s'
-                                % (config['modality'], ', '.join(MODALITIES)))
-    return config
-
-
-def choose_modality(config_path, trained, requested, allow_mismatch):
-    """The modality to run a model trained with `trained` in: `requested`, or
-    the trained one when None. Another than the trained one is refused unless
-    allow_mismatch: a model asked to hear what it never heard gives numbers
-    that look like results but measure something else."""
-    if requested is None or requested == trained:
-        return trained
-    if not allow_mismatch:
-        raise helper.InputError(config_path, None, 'the model was trained with modality %r, '
-                                'not %r; pass --allow_modality_mismatch to run it anyway'
-                                % (trained, requested))
-    logging.warning('modality %r on a model trained with %r (--allow_modality_mismatch)',
-                    requested, trained)
-    return requested
-
-
-def available_steps(checkpoint_dir):
-    """Sorted global steps of the `model.ckpt-N` checkpoints in the directory."""
-    if not os.path.isdir(checkpoint_dir):
-        raise helper.InputError(checkpoint_dir, None, 'checkpoint directory not found')
-    pattern = re.compile(r'^%s-(\d+)\.index$' % re.escape(CHECKPOINT_PREFIX))
-    return sorted(int(m.group(1)) for m in map(pattern.match, helper.list_dir(checkpoint_dir)) if m)
-
-
-def checkpoint_path(checkpoint_dir, steps=None):
-    """Prefix of `model.ckpt-<steps>` (the latest when steps is None) and its step.
-    A missing step is an error that lists the steps that exist."""
-    existing = available_steps(checkpoint_dir)
-    if not existing:
-        raise helper.InputError(checkpoint_dir, None,
-                                'no %s-N checkpoint found' % CHECKPOINT_PREFIX)
-    if steps is None:
-        steps = existing[-1]
-    elif int(steps) not in existing:
-        raise helper.InputError(checkpoint_dir, None,
-                                'no checkpoint for step %s; available steps: %s'
-                                % (steps, ', '.join(map(str, existing))))
-    return os.path.join(checkpoint_dir, '%s-%d' % (CHECKPOINT_PREFIX, int(steps))), int(steps)
-
-
-def checkpoint_files(prefix):
-    """The files that make up one checkpoint (.index, .meta, .data-*)."""
-    directory, name = os.path.split(prefix)
-    return [os.path.join(directory, n) for n in helper.list_dir(directory)
-            if n.startswith(name + '.')]
-
-
-def restore(session, checkpoint_prefix):
-    """Load the model's variables (not the optimiser's) from a checkpoint."""
-    tf.train.Saver(var_list=model_variables()).restore(session, checkpoint_prefix)

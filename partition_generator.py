@@ -26,6 +26,7 @@ from absl import app, flags
 
 import helper
 from ser import partition as splitting
+from ser import paths
 
 FLAGS = flags.FLAGS
 
@@ -51,12 +52,12 @@ helper.define_flags('verbose')
 
 def main(argv):
     del argv  # unused
-    muse_partition = helper.MuseLayout(FLAGS.muse_dir).partition_path
-    output = FLAGS.output or helper.partition_path(FLAGS.work_dir)
+    muse_partition = paths.MuseLayout(FLAGS.muse_dir).partition_path
+    output = FLAGS.output or paths.partition_path(FLAGS.work_dir)
     if os.path.realpath(output) == os.path.realpath(muse_partition):
         raise app.UsageError('--output must not overwrite MuSe-CaR\'s own partition %s'
                              % muse_partition)
-    partition = helper.read_partition(muse_partition)
+    partition = paths.read_partition(muse_partition)
     print('Current partition (%s):\n%s\n' % (muse_partition,
                                              splitting.format_partition(partition)))
 
@@ -74,7 +75,7 @@ def main(argv):
                                                splits)
     print('Balance statistic (sum over %s of the KS statistic between devel and test frame '
           'values; lower is closer): trial 0: %.4f; chosen: trial %d of %d: %.4f\n'
-          % (' and '.join(helper.DIMENSIONS), statistics[0], trial, len(splits),
+          % (' and '.join(paths.DIMENSIONS), statistics[0], trial, len(splits),
              statistics[trial]))
 
     new = splitting.new_partition(train, *splits[trial])

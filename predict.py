@@ -50,6 +50,8 @@ import numpy as np
 
 import helper
 from ser import alignment, audio, inference, recognition
+from ser import paths
+from ser.text import normalise_words
 
 # ---- Model flags ----
 helper.define_flags('checkpoint', 'steps', 'saved_model')
@@ -115,7 +117,7 @@ def read_text():
     """('text' | 'words' | 'transcript' | 'recognised' | 'none', word timings or None,
     fallback sentences or None). Runs before the model loads: bad text fails
     fast."""
-    if FLAGS.text is not None and helper.normalise_words(FLAGS.text):
+    if FLAGS.text is not None and normalise_words(FLAGS.text):
         samples = audio.read_file(FLAGS.audio, alignment.SAMPLE_RATE)
         words, fallbacks = inference.align_plain_text(samples, FLAGS.text, FLAGS.language,
                                                       FLAGS.audio)
@@ -154,7 +156,7 @@ def summary(predictor, samples, text, words, fallbacks, predictions):
         'model': predictor.description,
         'chunk_seconds': FLAGS.chunk_seconds if predictor.carries_state else 0.0,
         'mean': {name: float(np.mean(predictions[:, index]))
-                 for index, name in enumerate(helper.DIMENSIONS)},
+                 for index, name in enumerate(paths.DIMENSIONS)},
     }
 
 

@@ -46,6 +46,7 @@ from absl import flags
 
 import helper
 from ser import alignment, muse, sync_maps
+from ser import paths
 
 FLAGS = flags.FLAGS
 
@@ -148,8 +149,8 @@ def summarise(outcomes, skipped, errors, wall_seconds, workers):
 
 def main(argv):
     del argv  # unused
-    layout = helper.MuseLayout(FLAGS.muse_dir, FLAGS.task_dir)
-    jobs, skipped, errors, warnings = plan(layout, helper.select_videos(layout, FLAGS.ids))
+    layout = paths.MuseLayout(FLAGS.muse_dir, FLAGS.task_dir)
+    jobs, skipped, errors, warnings = plan(layout, paths.select_videos(layout, FLAGS.ids))
     for warning in warnings:
         logging.warning('%s', warning)
     workers = max(1, min(FLAGS.workers, len(jobs)))

@@ -41,7 +41,7 @@ import sys
 from absl import flags
 
 import helper
-from ser import defaults
+from ser import defaults, paths
 
 FLAGS = flags.FLAGS
 
@@ -91,7 +91,7 @@ flags.DEFINE_bool('sync_replicas', False,
 
 
 @flags.validator('loss_weights', message='--loss_weights needs one number per dimension '
-                 '(%s), none negative, not all zero' % ','.join(helper.DIMENSIONS))
+                 '(%s), none negative, not all zero' % ','.join(paths.DIMENSIONS))
 def _valid_loss_weights(value):
     if value is None:
         return True
@@ -99,7 +99,7 @@ def _valid_loss_weights(value):
         weights = [float(w) for w in value]
     except ValueError:
         return False
-    return len(weights) == len(helper.DIMENSIONS) and min(weights) >= 0 and sum(weights) > 0
+    return len(weights) == len(paths.DIMENSIONS) and min(weights) >= 0 and sum(weights) > 0
 
 
 def main(argv):

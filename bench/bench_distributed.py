@@ -1,5 +1,5 @@
 """Training speed of train.py on a local cluster: 1 ps and 1, then 2, worker
-processes on 127.0.0.1 (ser.local_cluster), asynchronous updates.
+processes on 127.0.0.1 (tools.local_cluster), asynchronous updates.
 
     .venv/bin/python bench/bench_distributed.py [--bench_dir DIR] [--worker_counts 1,2] [--train_steps 200]
     .venv/bin/python bench/bench_distributed.py --dataset_dir demo/tfrecords   # existing TFRecords
@@ -27,7 +27,7 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import corpus, machine, options  # noqa: E402
-from ser.local_cluster import LocalCluster, worker_steps  # noqa: E402
+from tools.local_cluster import LocalCluster, worker_steps  # noqa: E402
 
 FLAGS = flags.FLAGS
 helper.define_flags('batch_size', 'sequence_length', 'dataset_dir')

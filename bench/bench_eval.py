@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
 from bench import corpus, machine, options, random_model  # noqa: E402
+from ser import checkpoints  # noqa: E402
 from ser import evaluation  # noqa: E402
 from ser.dataset import DatasetInfo  # noqa: E402
 
@@ -52,8 +53,8 @@ def random_checkpoint(dataset_dir, seed):
 def run(dataset_dir, checkpoint_dir, portion='devel', repeats=3):
     """{'frames_per_s', 'frames', 'pass_seconds'} of eval.py's pass over the portion."""
     evaluation.check_compatible(checkpoint_dir, dataset_dir)
-    config = models.read_model_config(checkpoint_dir)
-    prefix, _ = models.checkpoint_path(checkpoint_dir)
+    config = checkpoints.read_model_config(checkpoint_dir)
+    prefix, _ = checkpoints.checkpoint_path(checkpoint_dir)
     seconds = []
     started = time.perf_counter()
     with evaluation.PortionModel(config, dataset_dir, portion, -1) as model:

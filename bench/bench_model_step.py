@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
 from bench import machine, options, step_graph  # noqa: E402
+from ser import mixed_precision  # noqa: E402
 from ser import records  # noqa: E402
 
 tf = helper.import_tensorflow()
@@ -49,7 +50,7 @@ helper.define_flags('verbose')
 
 def device_precisions(device):
     """fp32 and the device's mixed precision."""
-    on_gpu = helper.gpu_capability(device) is not None
+    on_gpu = mixed_precision.gpu_capability(device) is not None
     return ['fp32', 'fp16' if on_gpu else 'bf16']
 
 

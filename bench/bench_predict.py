@@ -28,6 +28,7 @@ import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
 from bench import machine, options, random_model  # noqa: E402
 from ser import inference  # noqa: E402
+from ser import paths  # noqa: E402
 
 # ---- Benchmark flags ----
 options.define('predict_duration', 'repeats')
@@ -60,7 +61,7 @@ def run(duration=60.0, repeats=5, device=-1, seed=0):
                 started = time.perf_counter()
                 predictor.predict(audio, embeddings)
                 seconds.append(time.perf_counter() - started)
-    audio_seconds = len(audio) * helper.LABEL_STEP_MS / 1000.0
+    audio_seconds = len(audio) * paths.LABEL_STEP_MS / 1000.0
     helper.development_msg('runs (s): %s', ', '.join('%.3f' % s for s in seconds))
     return {'frames': len(audio), 'audio_seconds': audio_seconds, 'model_seconds': seconds,
             'rtf': statistics.median(seconds) / audio_seconds}

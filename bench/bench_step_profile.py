@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
 from bench import machine, options, step_graph  # noqa: E402
+from ser import host  # noqa: E402
 from ser import records  # noqa: E402
 
 tf = helper.import_tensorflow()
@@ -93,7 +94,7 @@ def forward_flops_per_frame(frame_samples, embedding_dim, hidden_units):
 
 def cpu_ghz():
     try:
-        return float(helper.cpuinfo_field('cpu MHz')) / 1000.0
+        return float(host.cpuinfo_field('cpu MHz')) / 1000.0
     except (TypeError, ValueError):
         return None
 

@@ -40,6 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data_provider  # noqa: E402
 import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import corpus, machine, options  # noqa: E402
+from ser import mixed_precision  # noqa: E402
+from ser import defaults  # noqa: E402
 
 FLAGS = flags.FLAGS
 helper.define_flags('batch_size', 'sequence_length', 'xla', 'precision', 'windows',
@@ -90,7 +92,7 @@ def watch_progress(process, log_path):
 
 
 def run(dataset_dir, batch_size=5, sequence_length=100, max_steps=200, warmup_steps=10,
-        log_every_n_steps=10, seed=0, xla=False, precision=helper.DEFAULT_PRECISION,
+        log_every_n_steps=10, seed=0, xla=False, precision=defaults.PRECISION,
         windows=data_provider.DEFAULT_WINDOWS, skip_padding=True):
     """{'frames_per_s', 'seconds' (steady state), 'real_frames_per_s', ...} of one
     train.py run."""
@@ -145,7 +147,7 @@ def rounded(result):
 def main(argv):
     del argv
     info = machine.start(FLAGS.verbose)
-    precision = helper.choose_precision(FLAGS.precision, -1)
+    precision = mixed_precision.choose_precision(FLAGS.precision, -1)
     settings = {'with_defaults': (precision, FLAGS.windows, FLAGS.skip_padding)}
     # Timed once when the settings are the baseline's (train.py's defaults today).
     if FLAGS.baseline and settings['with_defaults'] != BASELINE:

@@ -2,7 +2,7 @@
 
 A bench work directory has the layout of a pipeline run:
     <work_dir>/MuSe-CaR/   the input in MuSe-CaR 2020's layout, written by
-                           ser.demo_corpus.generate_corpus
+                           tools.demo_corpus.generate_corpus
     <work_dir>/truth/      its true word timings (unused by the benchmarks)
     <work_dir>/labels/<Id>/, partition.csv, sync_maps/<Id>/, embeddings/, tfrecords/
 prepare() builds what is missing up to a step, untimed, running the
@@ -27,7 +27,8 @@ from absl import flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import helper  # noqa: E402  (needs the repository on sys.path)
-from ser import demo_corpus  # noqa: E402
+from tools import demo_corpus  # noqa: E402
+from ser import paths  # noqa: E402
 
 FLAGS = flags.FLAGS
 # Enough for every portion of the partition to get videos.
@@ -52,7 +53,7 @@ def muse_dir(work_dir):
 
 
 def dataset_dir(work_dir):
-    return helper.tfrecords_dir(work_dir)
+    return paths.tfrecords_dir(work_dir)
 
 
 def run_script(script, *args, check=True):
@@ -72,7 +73,7 @@ def run_script(script, *args, check=True):
 def prepare(work_dir, upto, videos, seconds_per_video, sample_rate, seed):
     """Build the corpus and the pipeline's outputs up to step `upto` (one of
     STEPS) in work_dir, skipping what is already there. Returns the corpus
-    summary of ser.demo_corpus.generate_corpus (seconds of audio, ...)."""
+    summary of tools.demo_corpus.generate_corpus (seconds of audio, ...)."""
     if upto not in STEPS:
         raise ValueError('upto must be one of %s, not %r' % (', '.join(STEPS), upto))
     muse = muse_dir(work_dir)
@@ -88,7 +89,7 @@ def prepare(work_dir, upto, videos, seconds_per_video, sample_rate, seed):
                 os.remove(path)
     # Each script skips what it finished before, but costs a start-up to find
     # out: it only runs when its last output is missing.
-    if not os.path.isfile(helper.partition_path(work_dir)):
+    if not os.path.isfile(paths.partition_path(work_dir)):
         run_script('label_generator.py', '--muse_dir', muse, '--work_dir', work_dir)
         run_script('partition_generator.py', '--muse_dir', muse, '--work_dir', work_dir,
                    '--seed', seed)
@@ -104,9 +105,9 @@ def prepare(work_dir, upto, videos, seconds_per_video, sample_rate, seed):
 
 def sync_maps_ready(work_dir):
     """Every segment with audio has its sync map."""
-    layout = helper.MuseLayout(muse_dir(work_dir))
-    videos = helper.select_videos(layout)
-    return all(helper.work_segments(helper.sync_maps_dir(work_dir), video)
+    layout = paths.MuseLayout(muse_dir(work_dir))
+    videos = paths.select_videos(layout)
+    return all(paths.work_segments(paths.sync_maps_dir(work_dir), video)
                == layout.audio_segments(video) for video in videos)
 
 

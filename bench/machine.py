@@ -4,7 +4,7 @@ benchmark hands its figures over to run_all.py.
 
     .venv/bin/python bench/machine.py      # prints the description and its JSON
 
-machine() gives the CPU model (/proc/cpuinfo), the cores, the TensorFlow and
+machine() gives ser.host's description (the CPU model, the cores, the system),
 Python versions, whether oneDNN is on (TF_ENABLE_ONEDNN_OPTS and what
 TensorFlow itself reports), whether TensorFlow sees a GPU, and the load
 average (1, 5, 15 minutes) at the moment it is called: on a shared machine
@@ -14,11 +14,11 @@ other processes take cores, and every figure is only as good as that load.
 import json
 import logging
 import os
-import platform
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
+from ser import host  # noqa: E402
 
 
 def load_average():
@@ -53,16 +53,10 @@ def onednn():
 
 
 def machine():
+    """ser.host's description, with the TensorFlow that runs and what it sees."""
     tf = helper.import_tensorflow()
-    return {
-        'cpu': helper.cpu_model(),
-        'cores': os.cpu_count(),
-        'tensorflow': tf.__version__,
-        'python': platform.python_version(),
-        'onednn': onednn(),
-        'gpu': bool(tf.config.list_physical_devices('GPU')),
-        'load_average': load_average(),
-    }
+    return dict(host.machine(), tensorflow=tf.__version__, onednn=onednn(),
+                gpu=bool(tf.config.list_physical_devices('GPU')), load_average=load_average())
 
 
 def start(verbose):

@@ -11,6 +11,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
+from ser import checkpoints  # noqa: E402
 from ser import dataset  # noqa: E402
 
 tf = helper.import_tensorflow()
@@ -41,7 +42,7 @@ def random_checkpoint(directory, sample_rate=SAMPLE_RATE, embedding_dim=EMBEDDIN
                                           embedding_dim, seed)
     info = dataset.DatasetInfo.create(sample_rate, embedding_dim, vectors_path)
     info.save(directory)
-    models.write_model_config(directory, hidden_units, info)
+    checkpoints.write_model_config(directory, hidden_units, info)
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(seed)
@@ -50,5 +51,5 @@ def random_checkpoint(directory, sample_rate=SAMPLE_RATE, embedding_dim=EMBEDDIN
         with tf.Session(graph=graph) as session:
             session.run(tf.global_variables_initializer())
             tf.train.Saver(models.model_variables()).save(
-                session, os.path.join(directory, models.CHECKPOINT_PREFIX), global_step=0)
+                session, os.path.join(directory, checkpoints.CHECKPOINT_PREFIX), global_step=0)
     return directory

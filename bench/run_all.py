@@ -33,6 +33,7 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import corpus, machine, options  # noqa: E402
+from ser import host  # noqa: E402
 
 FLAGS = flags.FLAGS
 RESULTS_FILE = os.path.join(corpus.REPO, 'bench', 'results', 'latest.json')
@@ -124,7 +125,7 @@ def run_stage(stage):
 
 
 def cpu_instructions():
-    return sorted(flag for flag in helper.cpu_flags() if flag.startswith(CPU_INSTRUCTION_PREFIXES))
+    return sorted(flag for flag in host.cpu_flags() if flag.startswith(CPU_INSTRUCTION_PREFIXES))
 
 
 def check_targets(metrics, train_precision='fp32'):

@@ -5,6 +5,8 @@ inputs, with no input pipeline."""
 import numpy as np
 
 import helper
+from ser import mixed_precision
+from ser import paths
 from ser import training
 
 tf = helper.import_tensorflow()
@@ -17,7 +19,7 @@ def constant_inputs(batch_size, steps, frame_samples, embedding_dim, seed):
     values = {
         'audio': rng.uniform(-0.5, 0.5, (batch_size, steps, frame_samples)),
         'embeddings': rng.standard_normal((batch_size, steps, embedding_dim)),
-        'labels': rng.uniform(-1, 1, (batch_size, steps, len(helper.DIMENSIONS))),
+        'labels': rng.uniform(-1, 1, (batch_size, steps, len(paths.DIMENSIONS))),
     }
     inputs = {name: tf.Variable(value.astype(np.float32), trainable=False, name=name)
               for name, value in values.items()}
@@ -35,6 +37,7 @@ def training_session(batch_size, sequence_length, frame_samples, embedding_dim, 
         with training.xla_scope(xla):
             train_op, loss, _ = training.training_step(
                 inputs, training.Settings(hidden_units=hidden_units, skip_padding=False))
-        session = tf.Session(config=helper.session_config(device, xla=xla, precision=precision))
+        session = tf.Session(config=mixed_precision.session_config(device, xla=xla,
+                                                                    precision=precision))
         session.run(tf.global_variables_initializer())
     return session, [train_op, loss]

@@ -4,10 +4,8 @@ aggregation over seeds with paired differences, and the Markdown report.
 See ablation.py for what is written where."""
 
 import datetime
-import importlib.metadata
 import logging
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -18,6 +16,9 @@ from scipy import stats
 from tqdm import tqdm
 
 import helper
+from ser import host
+from ser import defaults
+from ser import paths
 from ser.dataset import DatasetInfo
 
 # models.MODALITIES and data_provider's WINDOW_SCHEMES and DEFAULT_WINDOWS,
@@ -26,7 +27,7 @@ from ser.dataset import DatasetInfo
 MODALITIES = ('both', 'audio', 'text')
 WINDOW_SCHEMES = ('per_segment', 'tight', 'packed')
 DEFAULT_WINDOWS = 'per_segment'
-DIMENSIONS = helper.DIMENSIONS
+DIMENSIONS = paths.DIMENSIONS
 RUNS_DIR = 'runs'
 RUN_FILE = 'run.json'
 RESULTS_FILE = 'results.json'
@@ -51,7 +52,7 @@ def run_name(modality, seed):
 
 
 def schedule(dataset_dir, portion, max_steps, learning_rate, sequence_length, batch_size,
-             hidden_units, windows=DEFAULT_WINDOWS, precision=helper.DEFAULT_PRECISION,
+             hidden_units, windows=DEFAULT_WINDOWS, precision=defaults.PRECISION,
              skip_padding=True):
     """Everything that must be equal for runs to be compared. `windows`,
     `precision` and `skip_padding` are train.py's; every run is evaluated in fp32."""
@@ -236,23 +237,11 @@ def check_expectations(paired):
     return checks
 
 
-def machine():
-    """What the runs were timed on (the CPU as the benchmarks read it), without
-    loading TensorFlow into this process."""
-    try:
-        tensorflow = importlib.metadata.version('tensorflow')
-    except importlib.metadata.PackageNotFoundError:
-        tensorflow = None
-    return {'cpu': helper.cpu_model(), 'cores': os.cpu_count(),
-            'system': platform.platform(), 'python': platform.python_version(),
-            'tensorflow': tensorflow}
-
-
 def dataset_summary(dataset_dir, portion):
     info = DatasetInfo.load(dataset_dir)
-    return {'segments': {p: len(info.partition[p]) for p in helper.PORTIONS},
-            'videos': {p: len({helper.video_of(name) for name in info.partition[p]})
-                       for p in helper.PORTIONS},
+    return {'segments': {p: len(info.partition[p]) for p in defaults.PORTIONS},
+            'videos': {p: len({paths.video_of(name) for name in info.partition[p]})
+                       for p in defaults.PORTIONS},
             'sample_rate': info.sample_rate, 'embedding_dim': info.embedding_dim,
             'portion': portion}
 
@@ -379,8 +368,8 @@ def report_text(results, notes):
         '', '## Setup', '',
         '- Data: `%s`: %s segments of %s videos (train/devel/test), %d Hz, %d-d word vectors.'
         % (os.path.relpath(results['dataset_dir'], REPOSITORY),
-           '/'.join(str(data['segments'][p]) for p in helper.PORTIONS),
-           '/'.join(str(data['videos'][p]) for p in helper.PORTIONS), data['sample_rate'],
+           '/'.join(str(data['segments'][p]) for p in defaults.PORTIONS),
+           '/'.join(str(data['videos'][p]) for p in defaults.PORTIONS), data['sample_rate'],
            data['embedding_dim']),
         '- Schedule: %d steps, Adam lr %g, batch %d windows of %d frames (%s, %s), %d LSTM '
         'units, trained in %s; seeds %s; evaluated at the last step.' % (
@@ -436,7 +425,7 @@ def collect(records, failed, seeds, modalities, plan, output_dir, device):
         'dataset_dir': plan['dataset_dir'], 'output_dir': os.path.abspath(output_dir),
         'dataset': dataset_summary(plan['dataset_dir'], plan['portion']),
         'schedule': plan, 'seeds': seeds, 'modalities': modalities, 'device': device,
-        'machine': machine(),
+        'machine': host.machine(),
         'runs': records, 'failed': failed,
         'summary': summarise(records, modalities),
         'differences': paired,

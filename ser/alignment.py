@@ -47,6 +47,7 @@ from aeneas.textfile import TextFile, TextFragment
 
 import helper
 from ser import phonetic_alignment
+from ser.text import normalise_words
 
 # Language codes espeak supports through aeneas (eng, deu, fra, ...).
 LANGUAGES = helper.aeneas_languages()
@@ -108,7 +109,7 @@ def align_sentences(samples, sample_rate, sentences, language='eng', aligner=Non
     synthesizer = Synthesizer(rconf=rconf)
     rows, fallbacks = [], []
     for index, (start, end, text) in enumerate(sentences):
-        words = helper.normalise_words(text)
+        words = normalise_words(text)
         if not words:
             continue
         try:
@@ -174,7 +175,7 @@ def align_plain(samples, sample_rate, text, language='eng', aligner=None):
     phonetic aligner fails, aeneas aligns; when aeneas fails, the words are
     spread. AlignmentError when the recording is too short for aeneas."""
     aligner = chosen_aligner(aligner, language)
-    words = helper.normalise_words(text)
+    words = normalise_words(text)
     if not words:
         return PlainAlignment([], None, 0, [])
     samples = to_aeneas_rate(samples, sample_rate)
@@ -244,7 +245,7 @@ def sentence_tokens(text):
     """The sentence's words, with None where the transcript marks a filler."""
     tokens = []
     for piece in FILLER_TAG.split(text):
-        tokens += [None] if FILLER_TAG.fullmatch(piece) else helper.normalise_words(piece)
+        tokens += [None] if FILLER_TAG.fullmatch(piece) else normalise_words(piece)
     return tokens
 
 
@@ -353,7 +354,7 @@ def alignment_accuracy(rows, truth_rows):
     word), 'words'}. ValueError if the two do not
     hold the same words."""
     aligned = [row[-1] for row in rows]
-    truth = [' '.join(helper.normalise_words(row[-1])) for row in truth_rows]
+    truth = [' '.join(normalise_words(row[-1])) for row in truth_rows]
     if aligned != truth:
         first = next((i for i, pair in enumerate(zip(aligned, truth)) if pair[0] != pair[1]),
                      min(len(aligned), len(truth)))

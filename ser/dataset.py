@@ -17,6 +17,8 @@ path written by an older version is read as it is.
 import os
 
 import helper
+from ser import paths
+from ser import defaults
 from ser import records
 
 DATASET_FILE = 'dataset.json'
@@ -45,7 +47,7 @@ class DatasetInfo:
         self.label_names = list(label_names)
         self.embeddings_path = embeddings_path and os.path.abspath(embeddings_path)
         self.partition = {portion: sorted(partition.get(portion, ()), key=_segment_order)
-                          for portion in helper.PORTIONS}
+                          for portion in defaults.PORTIONS}
         self.recordings = {name: int(n) for name, n in recordings.items()}
         self.partition_file = partition_file and os.path.abspath(partition_file)
         self.path = path
@@ -56,8 +58,8 @@ class DatasetInfo:
         """The description of data framed at `sample_rate` with `embedding_dim`
         word vectors from `embeddings_path`. `partition`: {portion: [segment
         names]}, `recordings`: {segment name: frames}."""
-        return cls(int(sample_rate), records.frame_samples_for(sample_rate), helper.LABEL_STEP_MS,
-                   int(embedding_dim), helper.DIMENSIONS, embeddings_path, partition or {},
+        return cls(int(sample_rate), records.frame_samples_for(sample_rate), paths.LABEL_STEP_MS,
+                   int(embedding_dim), paths.DIMENSIONS, embeddings_path, partition or {},
                    recordings or {}, partition_file)
 
     @classmethod
@@ -140,24 +142,24 @@ class DatasetInfo:
     def portion_files(self, portion):
         """TFRecord paths of the segments listed for `portion`, in segment
         order; InputError when there are none or one is missing."""
-        if portion not in helper.PORTIONS:
-            raise ValueError('portion must be one of %s, not %r' % (', '.join(helper.PORTIONS),
+        if portion not in defaults.PORTIONS:
+            raise ValueError('portion must be one of %s, not %r' % (', '.join(defaults.PORTIONS),
                                                                     portion))
         directory = os.path.join(self.directory, portion)
         names = self.partition.get(portion, [])
         if not names:
             raise helper.InputError(directory, None, 'no %s segments in this dataset' % portion)
-        paths = [os.path.join(directory, name + '.tfrecords') for name in names]
-        for path in paths:
+        files = [os.path.join(directory, name + '.tfrecords') for name in names]
+        for path in files:
             if not os.path.isfile(path):
                 raise helper.InputError(path, None, 'listed in %s but missing' % self.path)
-        return paths
+        return files
 
 
 def _segment_order(name):
     # Segments of a video in order (2 before 10); any other name after them.
     try:
-        return (0, helper.segment_sort_key(name))
+        return (0, paths.segment_sort_key(name))
     except ValueError:
         return (1, name)
 
@@ -184,11 +186,11 @@ def _validate(path, content):
             raise helper.InputError(path, None, '%s must be a path or null' % key)
     partition = content['partition']
     if not isinstance(partition, dict) or not all(
-            portion in helper.PORTIONS and isinstance(names, list)
+            portion in defaults.PORTIONS and isinstance(names, list)
             and all(isinstance(name, str) for name in names)
             for portion, names in partition.items()):
         raise helper.InputError(path, None, 'partition must map %s to lists of segment names'
-                                % '/'.join(helper.PORTIONS))
+                                % '/'.join(defaults.PORTIONS))
     recordings = content['recordings']
     if not isinstance(recordings, dict) or not all(
             isinstance(n, int) and n >= 0 for n in recordings.values()):

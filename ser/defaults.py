@@ -1,7 +1,10 @@
-"""The pipeline's defaults, in one place: the flags of every script and
+"""The pipeline's defaults and the names its settings choose from, in one place: the flags of every script and
 benchmark (helper.SHARED_FLAGS), the settings objects of the library and the
 Makefile's demo schedule all read them from here. Plain values, so that a
 script's --help and the Makefile need no TensorFlow."""
+
+# The portions of the partition (partition_generator.py).
+PORTIONS = ('train', 'devel', 'test')
 
 # ---- Features (data_generator.py) ----
 SAMPLE_RATE = 16000
@@ -25,8 +28,12 @@ SKIP_PADDING = True
 LEARNING_RATE = 5e-4
 LOG_EVERY_N_STEPS = 10
 TRAIN_DIR = 'checkpoints/'
-# The arithmetic of the step (train.py --precision); auto picks what the
-# machine runs natively (helper.choose_precision).
+# Arithmetic precisions of --precision. 'auto' is bf16 on a CPU with native
+# bf16 instructions, fp32 otherwise: on a GPU too, since fp16 runs without a
+# loss scale here and has not been shown to train as well
+# (ser/mixed_precision.py). train.py and eval.py default to auto, which
+# trained the demo schedule as well as fp32 (RESULTS.md); what serves a model
+# (predict.py, the service, the export) runs fp32.
 PRECISIONS = ('fp32', 'bf16', 'fp16', 'auto')
 PRECISION = 'auto'
 # The jobs of a cluster on TensorFlow's distributed runtime.

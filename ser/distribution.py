@@ -11,6 +11,9 @@ from matplotlib.figure import Figure
 import numpy as np
 
 import helper
+from ser import muse
+from ser import defaults
+from ser import paths
 
 STATISTICS_HEADER = ('dimension', 'set', 'n', 'mean', 'std', 'min', 'max')
 COLOURS = {'train': 'tab:blue', 'devel': 'tab:orange', 'test': 'tab:green'}
@@ -18,12 +21,12 @@ COLOURS = {'train': 'tab:blue', 'devel': 'tab:orange', 'test': 'tab:green'}
 
 def video_frames(work_dir, video_id):
     """Float array [frames, dimensions] of every segment label file of a video."""
-    segments = helper.work_segments(helper.labels_dir(work_dir), video_id)
+    segments = paths.work_segments(paths.labels_dir(work_dir), video_id)
     if not segments:
-        raise helper.InputError(os.path.join(helper.labels_dir(work_dir), video_id), None,
+        raise helper.InputError(os.path.join(paths.labels_dir(work_dir), video_id), None,
                                 'no segment label files <Id>_<seg>.csv for video %s (run '
                                 'label_generator.py)' % video_id)
-    return np.concatenate([helper.read_labels(helper.label_path(work_dir, name))[1]
+    return np.concatenate([muse.read_labels(paths.label_path(work_dir, name))[1]
                            for name in segments])
 
 
@@ -32,7 +35,7 @@ def read_set_values(work_dir, partition):
     the errors (helper.InputError) of every video without readable labels, or
     of a partition without any label row."""
     values, errors = {}, []
-    for portion in helper.PORTIONS:
+    for portion in defaults.PORTIONS:
         frames = []
         for video_id in (i for i, p in partition.items() if p == portion):
             try:
@@ -42,9 +45,9 @@ def read_set_values(work_dir, partition):
         if frames:
             values[portion] = np.concatenate(frames).astype(np.float64)
     if not values and not errors:
-        errors.append(helper.InputError(helper.labels_dir(work_dir), None,
+        errors.append(helper.InputError(paths.labels_dir(work_dir), None,
                                         'no label rows for any video of the partition'))
-    for portion in helper.PORTIONS:
+    for portion in defaults.PORTIONS:
         if portion not in values and not errors:
             logging.warning('set %s has no labelled frames; it is left out', portion)
     return values, errors
@@ -55,7 +58,7 @@ def statistics_rows(values):
     return [(dimension, portion, len(frames), float(np.mean(frames[:, d])),
              float(np.std(frames[:, d])), float(np.min(frames[:, d])),
              float(np.max(frames[:, d])))
-            for d, dimension in enumerate(helper.DIMENSIONS)
+            for d, dimension in enumerate(paths.DIMENSIONS)
             for portion, frames in values.items()]
 
 
@@ -99,12 +102,12 @@ def plot_curves(path, dimension, edges, curves, frame_counts, density):
 def plot_distributions(values, plot_dir, bins):
     """<dimension>_density.png and <dimension>_counts.png for every dimension."""
     frame_counts = {portion: len(frames) for portion, frames in values.items()}
-    paths = []
-    for d, dimension in enumerate(helper.DIMENSIONS):
+    written = []
+    for d, dimension in enumerate(paths.DIMENSIONS):
         for density in (True, False):
             edges, curves = distribution_curves(values, d, bins, density)
             path = os.path.join(plot_dir, '%s_%s.png'
                                 % (dimension, 'density' if density else 'counts'))
             plot_curves(path, dimension, edges, curves, frame_counts, density)
-            paths.append(path)
-    return paths
+            written.append(path)
+    return written

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 import helper
+from ser import paths
 
 # A corpus of a few thousand words needs many passes: with gensim's default of 5
 # the vectors stay near their tiny random start and carry no meaning to the model.
@@ -86,7 +87,7 @@ def load_embedder(path):
 
 def word2vec_path(work_dir, dim):
     """Where the word2vec trained on the corpus is kept: embeddings/word2vec_<dim>.kv."""
-    return os.path.join(helper.embeddings_dir(work_dir), 'word2vec_%d.kv' % dim)
+    return os.path.join(paths.embeddings_dir(work_dir), 'word2vec_%d.kv' % dim)
 
 
 def train_word2vec(sentences, dim, seed, path, epochs=WORD2VEC_EPOCHS):

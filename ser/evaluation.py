@@ -17,7 +17,11 @@ from tqdm import tqdm
 import helper
 import losses
 import models
+from ser import checkpoints
+from ser import defaults
 from ser import inference, records
+from ser import mixed_precision
+from ser import paths
 from ser.dataset import DatasetInfo
 
 tf = helper.import_tensorflow()
@@ -25,7 +29,7 @@ tf = helper.import_tensorflow()
 LOG_FILE = 'log_eval.txt'
 BEST_DIR = 'best'
 BEST_FILE = 'best.json'
-CSV_HEADER = ['timestamp'] + ['%s_pred' % d for d in helper.DIMENSIONS] + list(helper.DIMENSIONS)
+CSV_HEADER = ['timestamp'] + ['%s_pred' % d for d in paths.DIMENSIONS] + list(paths.DIMENSIONS)
 
 
 @dataclasses.dataclass
@@ -37,7 +41,7 @@ class Options:
     predictions_dir: str = None   # default: predictions/<portion>
     plots: bool = True
     json_path: str = None
-    precision: str = helper.DEFAULT_PRECISION
+    precision: str = defaults.PRECISION
     chunk_seconds: float = 0.0    # 0: each segment in one pass
 
     @property
@@ -79,8 +83,8 @@ class PortionModel(inference.Predictor):
                 info.frame_samples, info.embedding_dim, config['hidden_units'],
                 config['modality'])
             self._saver = tf.train.Saver(var_list=models.model_variables())
-        session = tf.Session(graph=graph, config=helper.session_config(device,
-                                                                         precision=precision))
+        session = tf.Session(graph=graph, config=mixed_precision.session_config(
+            device, precision=precision))
         super().__init__(session, inputs, outputs, info, {})
 
     def predictions(self, prefix):
@@ -103,7 +107,7 @@ def portion_metrics(segments):
     labels = np.concatenate([s['labels'] for s in segments])
     ccc = losses.ccc(predictions, labels)
     return {'frames': int(len(labels)), 'segments': len(segments),
-            'ccc': {name: float(value) for name, value in zip(helper.DIMENSIONS, ccc)},
+            'ccc': {name: float(value) for name, value in zip(paths.DIMENSIONS, ccc)},
             'mean_ccc': float(np.mean(ccc))}
 
 
@@ -112,7 +116,7 @@ def portion_metrics(segments):
 # --------------------------------------------------------------------------
 def prediction_path(predictions_dir, name, extension='.csv'):
     """<predictions_dir>/<Id>/<Id>_<seg>.csv, laid out like labels/."""
-    return os.path.join(predictions_dir, helper.video_of(name), name + extension)
+    return os.path.join(predictions_dir, paths.video_of(name), name + extension)
 
 
 def write_segment(segment, predictions_dir, plot):
@@ -130,8 +134,8 @@ def plot_segment(segment, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     seconds = segment['timestamps'] / 1000.0
-    figure, axes = plt.subplots(len(helper.DIMENSIONS), 1, figsize=(10, 5), sharex=True)
-    for index, (axis, name) in enumerate(zip(axes, helper.DIMENSIONS)):
+    figure, axes = plt.subplots(len(paths.DIMENSIONS), 1, figsize=(10, 5), sharex=True)
+    for index, (axis, name) in enumerate(zip(axes, paths.DIMENSIONS)):
         gold, predicted = segment['labels'][:, index], segment['predictions'][:, index]
         axis.plot(seconds, gold, color='black', linewidth=1, label='gold')
         axis.plot(seconds, predicted, color='tab:red', linewidth=1, label='prediction')
@@ -153,10 +157,10 @@ def report(metrics, portion, prefix, step, checkpoint_dir, json_path):
              '%d frames' % (portion, prefix, step, metrics['modality'], metrics['precision'],
                             metrics['segments'], metrics['frames']),
              '%-10s %8s' % ('dimension', 'CCC')]
-    lines += ['%-10s %8.4f' % (name, metrics['ccc'][name]) for name in helper.DIMENSIONS]
+    lines += ['%-10s %8.4f' % (name, metrics['ccc'][name]) for name in paths.DIMENSIONS]
     lines.append('%-10s %8.4f' % ('mean', metrics['mean_ccc']))
     print('\n'.join(lines))
-    scores = '  '.join('ccc_%s %.4f' % (name, metrics['ccc'][name]) for name in helper.DIMENSIONS)
+    scores = '  '.join('ccc_%s %.4f' % (name, metrics['ccc'][name]) for name in paths.DIMENSIONS)
     helper.append_line(os.path.join(checkpoint_dir, LOG_FILE),
                        '%s  portion %s  step %d  frames %d  %s  mean_ccc %.4f  modality %s  '
                        'precision %s' % (
@@ -200,7 +204,7 @@ def stage(prefix, staging_dir):
     shutil.rmtree(staging_dir, ignore_errors=True)
     os.makedirs(staging_dir)
     try:
-        files = models.checkpoint_files(prefix)
+        files = checkpoints.checkpoint_files(prefix)
         for path in files:
             link_or_copy(path, os.path.join(staging_dir, os.path.basename(path)))
     except FileNotFoundError:
@@ -235,14 +239,15 @@ def keep_best(staged_prefix, step, metrics, checkpoint_dir, best_dir, portion):
     dataset.json, a `checkpoint` state file, and best.json (written last)."""
     name = os.path.basename(staged_prefix)
     previous = [n for n in helper.list_dir(best_dir)
-                if n.startswith(models.CHECKPOINT_PREFIX + '-') and not n.startswith(name + '.')]
+                if n.startswith(checkpoints.CHECKPOINT_PREFIX + '-')
+                and not n.startswith(name + '.')]
     # The new checkpoint is complete in best/ before the previous one goes.
-    for path in models.checkpoint_files(staged_prefix):
+    for path in checkpoints.checkpoint_files(staged_prefix):
         os.replace(path, os.path.join(best_dir, os.path.basename(path)))
     for old in previous:
         os.remove(os.path.join(best_dir, old))
-    with helper.atomic_output(os.path.join(best_dir, models.MODEL_CONFIG_FILE)) as tmp_path:
-        shutil.copyfile(os.path.join(checkpoint_dir, models.MODEL_CONFIG_FILE), tmp_path)
+    with helper.atomic_output(os.path.join(best_dir, checkpoints.MODEL_CONFIG_FILE)) as tmp_path:
+        shutil.copyfile(os.path.join(checkpoint_dir, checkpoints.MODEL_CONFIG_FILE), tmp_path)
     DatasetInfo.load(checkpoint_dir).save(best_dir)
     # Given as a path like best_dir's, TensorFlow records it relative to best_dir.
     tf.train.update_checkpoint_state(best_dir, os.path.join(best_dir, name))
@@ -255,7 +260,8 @@ def keep_best(staged_prefix, step, metrics, checkpoint_dir, best_dir, portion):
 def step_of(prefix):
     match = re.search(r'-(\d+)$', prefix)
     if not match:
-        raise helper.InputError(prefix, None, 'not a %s-N checkpoint' % models.CHECKPOINT_PREFIX)
+        raise helper.InputError(prefix, None,
+                                'not a %s-N checkpoint' % checkpoints.CHECKPOINT_PREFIX)
     return int(match.group(1))
 
 

@@ -45,7 +45,9 @@ import numpy as np
 
 import helper
 import models
+from ser import checkpoints
 from ser import dataset
+from ser import paths
 from ser.inference import (CHUNK_SIGNATURE_KEY, EMBEDDINGS_DIR, EXTRA_DIR, SIGNATURE_KEY,
                            inference_graph)
 
@@ -65,7 +67,7 @@ def serving_graph(frame_samples, embedding_dim, hidden_units, modality=models.DE
     inputs, outputs = inference_graph(frame_samples, embedding_dim, hidden_units, modality)
     predictions = outputs['predictions']
     dimensions = {name: tf.identity(predictions[..., index], name=name)
-                  for index, name in enumerate(helper.DIMENSIONS)}
+                  for index, name in enumerate(paths.DIMENSIONS)}
     whole = {name: inputs[name] for name in ('audio', 'embeddings')}
     chunk_outputs = dict(dimensions, state_c=outputs['state_c'], state_h=outputs['state_h'])
     return {SIGNATURE_KEY: (whole, dimensions), CHUNK_SIGNATURE_KEY: (inputs, chunk_outputs)}
@@ -105,7 +107,7 @@ def build_saved_model(prefix, config, model_dir):
         signatures = serving_graph(config['frame_samples'], config['embedding_dim'],
                                    config['hidden_units'], config['modality'])
         with tf.Session(graph=graph, config=helper.session_config(-1)) as session:
-            models.restore(session, prefix)
+            checkpoints.restore(session, prefix)
             for key, (inputs, outputs) in signatures.items():
                 for name, tensor in list(inputs.items()) + list(outputs.items()):
                     helper.development_msg('signature %s, %s: %s %s', key, name, tensor.name,
@@ -158,8 +160,8 @@ def copy_extras(model_dir, checkpoint_dir, info, vector_files):
     at them, into the export's assets.extra/."""
     extra_dir = os.path.join(model_dir, EXTRA_DIR)
     os.makedirs(os.path.join(extra_dir, EMBEDDINGS_DIR) if vector_files else extra_dir)
-    shutil.copyfile(os.path.join(checkpoint_dir, models.MODEL_CONFIG_FILE),
-                    os.path.join(extra_dir, models.MODEL_CONFIG_FILE))
+    shutil.copyfile(os.path.join(checkpoint_dir, checkpoints.MODEL_CONFIG_FILE),
+                    os.path.join(extra_dir, checkpoints.MODEL_CONFIG_FILE))
     for path in vector_files:
         shutil.copyfile(path, os.path.join(extra_dir, EMBEDDINGS_DIR, os.path.basename(path)))
     if vector_files:
@@ -171,9 +173,9 @@ def copy_extras(model_dir, checkpoint_dir, info, vector_files):
 def export(checkpoint_dir, steps, export_dir, bundle_embeddings=True, overwrite=False):
     """Export model.ckpt-<steps> (latest if None) to <export_dir>/<step>/.
     Returns the version directory; an existing one is kept unless overwrite."""
-    prefix, step = models.checkpoint_path(checkpoint_dir, steps)
+    prefix, step = checkpoints.checkpoint_path(checkpoint_dir, steps)
     info = dataset.DatasetInfo.load(checkpoint_dir)
-    config = models.read_model_config(checkpoint_dir)
+    config = checkpoints.read_model_config(checkpoint_dir)
     target = os.path.join(export_dir, str(step))
     if os.path.exists(target) and not overwrite:
         logging.info('%s exists, skipped (--overwrite to replace it)', target)

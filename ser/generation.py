@@ -15,7 +15,10 @@ import numpy as np
 
 import helper
 from ser import audio
+from ser import defaults
 from ser import embeddings as word_embeddings
+from ser import muse
+from ser import paths
 from ser import records
 from ser.dataset import DatasetInfo
 
@@ -45,15 +48,15 @@ def sync_map_sentences(work_dir):
     """The words of every segment's sync map (all videos: the text is not a
     label), one list per segment. Returns (sentences, problems): problems are
     the InputErrors of unreadable maps, which are left out."""
-    directory = helper.sync_maps_dir(work_dir)
+    directory = paths.sync_maps_dir(work_dir)
     if not os.path.isdir(directory):
         raise helper.InputError(directory, None, 'no sync maps: run '
                                 'synchronisation_map_generator.py first, or give --embeddings')
     sentences, problems = [], []
     for video_id in helper.list_dir(directory):
-        for name in helper.work_segments(directory, video_id):
+        for name in paths.work_segments(directory, video_id):
             try:
-                words = records.read_sync_map(helper.sync_map_path(work_dir, name))
+                words = records.read_sync_map(paths.sync_map_path(work_dir, name))
             except helper.InputError as error:
                 problems.append(error)
                 continue
@@ -89,7 +92,7 @@ def _read_words(path):
 def _write_segment(job, embedder):
     frame_samples = records.frame_samples_for(job.sample_rate)
     words = _read_words(job.sync_map_path)
-    timestamps, labels = helper.read_labels(job.label_path)
+    timestamps, labels = muse.read_labels(job.label_path)
     try:
         audio_path = job.layout.audio_path(job.name)
     except helper.InputError as error:
@@ -133,10 +136,10 @@ def partition_segments(work_dir, partition):
     and a message for each video without any."""
     segments, problems = {}, []
     for video_id, portion in partition.items():
-        names = helper.work_segments(helper.labels_dir(work_dir), video_id)
+        names = paths.work_segments(paths.labels_dir(work_dir), video_id)
         if not names:
             problems.append('%s: video %s of the partition has no label files: run '
-                            'label_generator.py' % (os.path.join(helper.labels_dir(work_dir),
+                            'label_generator.py' % (os.path.join(paths.labels_dir(work_dir),
                                                                  video_id), video_id))
         segments.update((name, portion) for name in names)
     return segments, problems
@@ -160,7 +163,7 @@ def remove_misplaced_records(output_dir, segments):
     """A segment whose portion changed would otherwise stay in its old
     portion's directory; files of segments outside the partition are kept
     (dataset.json does not list them, so nothing reads them)."""
-    for portion in helper.PORTIONS:
+    for portion in defaults.PORTIONS:
         directory = os.path.join(output_dir, portion)
         if not os.path.isdir(directory):
             continue
@@ -174,27 +177,27 @@ def remove_misplaced_records(output_dir, segments):
 
 
 def make_jobs(layout, work_dir, segments, sample_rate, embeddings_path, overwrite):
-    output_dir = helper.tfrecords_dir(work_dir)
-    return [Job(name, portion, layout, helper.sync_map_path(work_dir, name),
-                helper.label_path(work_dir, name),
+    output_dir = paths.tfrecords_dir(work_dir)
+    return [Job(name, portion, layout, paths.sync_map_path(work_dir, name),
+                paths.label_path(work_dir, name),
                 os.path.join(output_dir, portion, name + '.tfrecords'), sample_rate,
                 embeddings_path, overwrite)
             for name, portion in sorted(segments.items(),
-                                        key=lambda item: helper.segment_sort_key(item[0]))]
+                                        key=lambda item: paths.segment_sort_key(item[0]))]
 
 
 def generate(layout, work_dir, partition_file=None, embeddings=None, embedding_dim=100,
              word2vec_epochs=word_embeddings.WORD2VEC_EPOCHS, sample_rate=16000, workers=1,
              overwrite=False, seed=0):
     """Write tfrecords/ under `work_dir` for the segments of the partition's
-    videos (`layout`: a helper.MuseLayout for the audio) and dataset.json.
+    videos (`layout`: a paths.MuseLayout for the audio) and dataset.json.
     Returns a Run; bad input in one segment is in its Result, bad input that
     stops the whole run (partition, word vectors, settings) raises InputError."""
     started = time.time()
-    output_dir = helper.tfrecords_dir(work_dir)
+    output_dir = paths.tfrecords_dir(work_dir)
     info_path = os.path.join(output_dir, 'dataset.json')
-    partition_file = partition_file or helper.partition_path(work_dir)
-    segments, problems = partition_segments(work_dir, helper.read_partition(partition_file))
+    partition_file = partition_file or paths.partition_path(work_dir)
+    segments, problems = partition_segments(work_dir, paths.read_partition(partition_file))
     if embeddings is None:
         embeddings, unreadable = ensure_word2vec(work_dir, embedding_dim, seed, overwrite,
                                                  word2vec_epochs)
@@ -216,11 +219,11 @@ def generate(layout, work_dir, partition_file=None, embeddings=None, embedding_d
         results.append(result)
 
     done = [r for r in results if r.status != 'failed']
-    for portion in helper.PORTIONS:
+    for portion in defaults.PORTIONS:
         os.makedirs(os.path.join(output_dir, portion), exist_ok=True)
     info = DatasetInfo.create(
         sample_rate, embedder.dim, embedder.path,
-        {portion: [r.name for r in done if r.portion == portion] for portion in helper.PORTIONS},
+        {portion: [r.name for r in done if r.portion == portion] for portion in defaults.PORTIONS},
         {r.name: r.n_frames for r in done}, partition_file)
     info.save(info_path)
     return Run(results, problems, info, embedder, time.time() - started)
@@ -230,16 +233,16 @@ def log_summary(run):
     """The end-of-run summary; returns the exit status (1 when anything failed)."""
     results, done = run.results, [r for r in run.results if r.status != 'failed']
     written = [r for r in results if r.status == 'written']
-    for portion in helper.PORTIONS:
+    for portion in defaults.PORTIONS:
         mine = [r for r in done if r.portion == portion]
         logging.info('%-5s: %4d segments of %3d videos, %7d frames', portion, len(mine),
-                     len({helper.video_of(r.name) for r in mine}), sum(r.n_frames for r in mine))
+                     len({paths.video_of(r.name) for r in mine}), sum(r.n_frames for r in mine))
     frames = sum(r.n_frames for r in done)
     speech = sum(r.speech_frames for r in done)
     logging.info('%d written, %d skipped (existing), %d failed; %d frames, %.1f%% with speech',
                  len(written), len(done) - len(written), len(results) - len(done), frames,
                  100.0 * speech / max(frames, 1))
-    silent = sorted((r.name for r in done if r.speech_frames == 0), key=helper.segment_sort_key)
+    silent = sorted((r.name for r in done if r.speech_frames == 0), key=paths.segment_sort_key)
     logging.info('%d segments without words (zero embeddings)%s', len(silent),
                  ': %s' % ', '.join(silent[:10]) if silent else '')
     mismatched = [r for r in written if r.mismatch]
@@ -256,7 +259,7 @@ def log_summary(run):
     logging.info('%.1f s, %.0f frames/s written', run.seconds,
                  sum(r.n_frames for r in written) / max(run.seconds, 1e-9))
     failed = sorted((r.name for r in results if r.status == 'failed'),
-                    key=helper.segment_sort_key)
+                    key=paths.segment_sort_key)
     for problem in run.problems:
         logging.error('%s', problem)
     if failed or run.problems:

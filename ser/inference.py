@@ -29,6 +29,9 @@ import numpy as np
 import helper
 import models
 from ser import alignment, audio, dataset, embeddings, records
+from ser import checkpoints
+from ser import paths
+from ser.text import normalise_words
 
 tf = helper.import_tensorflow()
 
@@ -176,17 +179,18 @@ class Predictor:
         `modality` (None: the one it was trained with; another one only with
         allow_modality_mismatch)."""
         info = dataset.DatasetInfo.load(checkpoint_dir)
-        config = models.read_model_config(checkpoint_dir)
-        modality = models.choose_modality(os.path.join(checkpoint_dir, models.MODEL_CONFIG_FILE),
-                                          config['modality'], modality, allow_modality_mismatch)
-        prefix, step = models.checkpoint_path(checkpoint_dir, steps)
+        config = checkpoints.read_model_config(checkpoint_dir)
+        modality = checkpoints.choose_modality(
+            os.path.join(checkpoint_dir, checkpoints.MODEL_CONFIG_FILE), config['modality'],
+            modality, allow_modality_mismatch)
+        prefix, step = checkpoints.checkpoint_path(checkpoint_dir, steps)
         graph = tf.Graph()
         with graph.as_default(), tf.device(helper.configure_device(device)):
             inputs, outputs = inference_graph(info.frame_samples, info.embedding_dim,
                                               config['hidden_units'], modality)
         session = tf.Session(graph=graph, config=helper.session_config(device))
         with graph.as_default(), closed_on_error(session):
-            models.restore(session, prefix)
+            checkpoints.restore(session, prefix)
         return cls(session, inputs, outputs, info,
                    {'checkpoint': os.path.abspath(checkpoint_dir), 'step': step,
                     'modality': modality})
@@ -201,9 +205,9 @@ class Predictor:
         model_dir = saved_model_version_dir(export_dir)
         extra_dir = os.path.join(model_dir, EXTRA_DIR)
         info = dataset.DatasetInfo.load(extra_dir)
-        exported = models.read_model_config(extra_dir)['modality']
+        exported = checkpoints.read_model_config(extra_dir)['modality']
         if modality not in (None, exported):
-            raise helper.InputError(os.path.join(extra_dir, models.MODEL_CONFIG_FILE), None,
+            raise helper.InputError(os.path.join(extra_dir, checkpoints.MODEL_CONFIG_FILE), None,
                                     'this export hears modality %r, fixed in its graph; run '
                                     '--modality %s from the training checkpoint instead'
                                     % (exported, modality))
@@ -225,7 +229,7 @@ class Predictor:
 
         inputs, outputs = tensors(signature.inputs), tensors(signature.outputs)
         with graph.as_default():
-            outputs['predictions'] = tf.stack([outputs.pop(name) for name in helper.DIMENSIONS],
+            outputs['predictions'] = tf.stack([outputs.pop(name) for name in paths.DIMENSIONS],
                                               axis=-1)
         if key == SIGNATURE_KEY:
             logging.warning('%s was exported before chunked inference: every recording runs in '
@@ -389,7 +393,7 @@ def normalise_word_timings(rows, name):
             raise helper.InputError(name, row_number, 'word %r spans %s..%s s: times must be '
                                     'non-negative and end must not precede start'
                                     % (word, start, end))
-        tokens = helper.normalise_words(word)
+        tokens = normalise_words(word)
         if not tokens:
             helper.development_msg('%s, row %d: %r is no word, left out', name, row_number, word)
         words += [(float(first), float(last), token) for token, (first, last)
@@ -409,7 +413,7 @@ def read_transcript(path, duration):
         if end > duration + END_TOLERANCE:
             raise helper.InputError(path, row, 'sentence ends at %.3f s, past the end of the '
                                     'audio (%.3f s)' % (end, duration))
-        if not helper.normalise_words(text):
+        if not normalise_words(text):
             raise helper.InputError(path, row, 'sentence %r has no words once punctuation and '
                                     'fillers are removed' % text)
     return [sentence for _, sentence in numbered], [row for row, _ in numbered]
@@ -474,7 +478,7 @@ def timeline_rows(timestamps, predictions):
 
 
 def write_timeline(path, timestamps, predictions):
-    helper.write_csv(path, ('timestamp',) + helper.DIMENSIONS,
+    helper.write_csv(path, ('timestamp',) + paths.DIMENSIONS,
                      [(t,) + tuple('%.6f' % v for v in values)
                       for t, *values in timeline_rows(timestamps, predictions)])
 
@@ -488,7 +492,7 @@ def plot_timeline(path, timestamps, predictions, step_ms, words, title):
     figure = Figure(figsize=(min(24.0, max(8.0, len(timestamps) / 20.0)), 4.5))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
-    for index, name in enumerate(helper.DIMENSIONS):
+    for index, name in enumerate(paths.DIMENSIONS):
         axes.stairs(predictions[:, index], edges, baseline=None, label=name, linewidth=1.5)
     axes.set(xlabel='time (s)', ylabel='prediction', ylim=(-1.05, 1.05), title=title)
     axes.axhline(0.0, color='grey', linewidth=0.5)

@@ -26,6 +26,8 @@ import os
 import numpy as np
 
 import helper
+from ser import paths
+from ser.text import normalise_words
 
 TRANSCRIPT_COLUMNS = [('start', float), ('end', float), ('segment_id', str), ('word', str)]
 LABEL_COLUMNS = [('timestamp', float), ('value', float), ('segment_id', str)]
@@ -37,7 +39,7 @@ VIDEO_TIME, SEGMENT_TIME = 'video', 'segment'
 # A segment placed by its words: beyond this median spread (ms) of given minus
 # aligned onsets, the words name no one start; half the label step, beyond
 # which they could as well point to the next grid point.
-MAX_OFFSET_SCATTER_MS = helper.LABEL_STEP_MS / 2
+MAX_OFFSET_SCATTER_MS = paths.LABEL_STEP_MS / 2
 
 # One transcript row: its line in the file, times in ms, segment int, MuSe's token.
 Word = collections.namedtuple('Word', 'row start end segment token')
@@ -185,9 +187,9 @@ def label_segments(path, rows):
     segments = collections.OrderedDict()
     for row, timestamp, value, segment_id in rows:
         segment = parse_segment_id(path, row, segment_id)
-        if timestamp < 0 or timestamp % helper.LABEL_STEP_MS:
+        if timestamp < 0 or timestamp % paths.LABEL_STEP_MS:
             raise helper.InputError(path, row, 'timestamp %g ms is not a non-negative multiple '
-                                    'of %d ms' % (timestamp, helper.LABEL_STEP_MS))
+                                    'of %d ms' % (timestamp, paths.LABEL_STEP_MS))
         rows = segments.setdefault(segment, [])
         if rows and timestamp <= rows[-1].timestamp:
             raise helper.InputError(path, row, 'timestamp %d ms of segment %d does not follow '
@@ -224,6 +226,28 @@ def join_segment(segment, arousal, valence, arousal_path, valence_path):
     return [(a.timestamp - start, a.value, v.value) for a, v in zip(arousal, valence)]
 
 
+def read_labels(path):
+    """(timestamps int64 [N] ms, labels float64 [N, 2]) from a segment's
+    joined labels, labels/<Id>/<Id>_<seg>.csv (join_segment's rows as
+    label_generator.py writes them). Timestamps must rise strictly on the grid
+    of label steps."""
+    columns = [('timestamp', float)] + [(name, float) for name in paths.DIMENSIONS]
+    rows = helper.read_table(path, columns, line_numbers=True)
+    if not rows:
+        raise helper.InputError(path, None, 'no label rows')
+    previous = None
+    for line, (timestamp, _, _) in rows:
+        if timestamp < 0 or timestamp % paths.LABEL_STEP_MS:
+            raise helper.InputError(path, line, 'timestamp %g ms is not a non-negative multiple '
+                                    'of %d ms' % (timestamp, paths.LABEL_STEP_MS))
+        if previous is not None and timestamp <= previous:
+            raise helper.InputError(path, line, 'timestamp %g ms does not follow %g ms'
+                                    % (timestamp, previous))
+        previous = timestamp
+    table = np.asarray([row for _, row in rows], dtype=np.float64)
+    return table[:, 0].astype(np.int64), table[:, 1:]
+
+
 # --------------------------------------------------------------------------
 # Placing a segment in its video
 # --------------------------------------------------------------------------
@@ -236,7 +260,7 @@ def start_from_words(words, aligned):
     widely to name one start."""
     onsets, position = [], 0
     for word in words:
-        count = len(helper.normalise_words(word.token))
+        count = len(normalise_words(word.token))
         if count and position < len(aligned):
             onsets.append(word.start - 1000.0 * aligned[position][0])
         position += count
@@ -247,7 +271,7 @@ def start_from_words(words, aligned):
     if scatter > MAX_OFFSET_SCATTER_MS:
         return None, ('its given and aligned onsets differ by %.0f ms give or take %.0f ms'
                       % (offset, scatter))
-    step = helper.LABEL_STEP_MS
+    step = paths.LABEL_STEP_MS
     return max(0, int(round(offset / step)) * step), None
 
 
@@ -257,33 +281,33 @@ def video_labels(layout, video_id):
     segment is an error and the others are still joined; None keys an error of
     a whole file. ({}, {}) when the video has no label files (labels
     withheld); one dimension's file alone is an error."""
-    paths = [layout.label_path(dimension, video_id) for dimension in helper.DIMENSIONS]
-    found = [os.path.isfile(path) for path in paths]
+    files = [layout.label_path(dimension, video_id) for dimension in paths.DIMENSIONS]
+    found = [os.path.isfile(path) for path in files]
     if not any(found):
         return {}, {}
     if not all(found):
-        return {}, {None: helper.InputError(paths[found.index(False)], None, 'file not found, '
-                                            'although %s exists' % paths[found.index(True)])}
+        return {}, {None: helper.InputError(files[found.index(False)], None, 'file not found, '
+                                            'although %s exists' % files[found.index(True)])}
     try:
-        arousal, valence = (read_label_segments(path) for path in paths)
+        arousal, valence = (read_label_segments(path) for path in files)
     except helper.InputError as error:
         return {}, {None: error}
     with_audio = set(layout.audio_segments(video_id))
     joined, errors = {}, {}
     for segment in sorted(set(arousal) | set(valence)):
-        name = helper.segment_name(video_id, segment)
+        name = paths.segment_name(video_id, segment)
         if segment not in arousal or segment not in valence:
-            present, path, other = ((arousal, paths[0], paths[1]) if segment in arousal
-                                    else (valence, paths[1], paths[0]))
+            present, path, other = ((arousal, files[0], files[1]) if segment in arousal
+                                    else (valence, files[1], files[0]))
             errors[name] = helper.InputError(path, present[segment][0].row, 'segment %d has no '
                                              'rows in %s' % (segment, other))
         elif name not in with_audio:
-            errors[name] = helper.InputError(paths[0], arousal[segment][0].row, 'label rows of '
+            errors[name] = helper.InputError(files[0], arousal[segment][0].row, 'label rows of '
                                              'segment %d, which has no audio file in %s'
                                              % (segment, layout.audio_dir(video_id)))
         else:
             try:
-                joined[name] = join_segment(segment, arousal[segment], valence[segment], *paths)
+                joined[name] = join_segment(segment, arousal[segment], valence[segment], *files)
             except helper.InputError as error:
                 errors[name] = error
     return joined, errors

@@ -18,18 +18,16 @@ import numpy as np
 import scipy.stats
 from tqdm import tqdm
 
-import helper
-
-
-def natural_key(video_id):
-    """Sort numeric ids by value (2 before 10), other ids after them by name."""
-    return (0, int(video_id), '') if video_id.isdecimal() else (1, 0, video_id)
+from ser import muse
+from ser import defaults
+from ser import paths
 
 
 def format_partition(partition):
     """Counts per set, then the ids of each set in order."""
-    sets = {portion: sorted((i for i, p in partition.items() if p == portion), key=natural_key)
-            for portion in helper.PORTIONS}
+    sets = {portion: sorted((i for i, p in partition.items() if p == portion),
+                            key=paths.natural_key)
+            for portion in defaults.PORTIONS}
     lines = ['%-5s %4d video%s' % (portion, len(ids), '' if len(ids) == 1 else 's')
              for portion, ids in sets.items()]
     lines += [' '.join([portion + ':'] + ids) for portion, ids in sets.items()]
@@ -38,7 +36,7 @@ def format_partition(partition):
 
 def labelled_ids(work_dir, video_ids):
     """The ids among `video_ids` with segment label files (labels/<Id>/*.csv)."""
-    return {i for i in video_ids if helper.work_segments(helper.labels_dir(work_dir), i)}
+    return {i for i in video_ids if paths.work_segments(paths.labels_dir(work_dir), i)}
 
 
 def held_out_count(count, test_fraction):
@@ -50,19 +48,19 @@ def candidate_splits(devel_ids, test_fraction, seed, trials):
     """`trials` (devel, test) splits of the labelled devel ids, drawn in turn
     from one generator seeded with `seed`: trial k is the same whatever the
     number of trials."""
-    ids = sorted(devel_ids, key=natural_key)  # the order of the input files must not matter
+    ids = sorted(devel_ids, key=paths.natural_key)  # the order of the input files must not matter
     n_devel = len(ids) - held_out_count(len(ids), test_fraction)
     rng = np.random.default_rng(seed)
     for _ in range(trials):
         shuffled = [ids[i] for i in rng.permutation(len(ids))]
-        yield (sorted(shuffled[:n_devel], key=natural_key),
-               sorted(shuffled[n_devel:], key=natural_key))
+        yield (sorted(shuffled[:n_devel], key=paths.natural_key),
+               sorted(shuffled[n_devel:], key=paths.natural_key))
 
 
 def video_label_values(work_dir, video_id):
     """Float array [frames, dimensions] of all of a video's segment labels."""
-    segments = helper.work_segments(helper.labels_dir(work_dir), video_id)
-    return np.concatenate([helper.read_labels(helper.label_path(work_dir, name))[1]
+    segments = paths.work_segments(paths.labels_dir(work_dir), video_id)
+    return np.concatenate([muse.read_labels(paths.label_path(work_dir, name))[1]
                            for name in segments])
 
 
@@ -78,7 +76,7 @@ def balance_statistic(label_values, devel, test):
     test_values = np.concatenate([label_values[i] for i in test])
     return float(sum(scipy.stats.ks_2samp(devel_values[:, d], test_values[:, d],
                                           method='asymp').statistic
-                     for d in range(len(helper.DIMENSIONS))))
+                     for d in range(len(paths.DIMENSIONS))))
 
 
 def choose_split(label_values, splits):
@@ -92,8 +90,8 @@ def choose_split(label_values, splits):
 def new_partition(train, devel, test):
     """{Id: Proposal} in file order: train, devel, test, each by id."""
     partition = {}
-    for portion, ids in zip(helper.PORTIONS, (train, devel, test)):
-        partition.update((i, portion) for i in sorted(ids, key=natural_key))
+    for portion, ids in zip(defaults.PORTIONS, (train, devel, test)):
+        partition.update((i, portion) for i in sorted(ids, key=paths.natural_key))
     return partition
 
 
@@ -105,8 +103,8 @@ def report_left_out(partition, labelled, work_dir):
                      'replaces it), %d of them without labels', len(official_test),
                      sum(i not in labelled for i in official_test))
     unlabelled = sorted((i for i, p in partition.items() if p != 'test' and i not in labelled),
-                        key=natural_key)
+                        key=paths.natural_key)
     if unlabelled:
         logging.warning('left out: %d train/devel video(s) without label files in %s '
                         '(run label_generator.py): %s', len(unlabelled),
-                        helper.labels_dir(work_dir), ' '.join(unlabelled))
+                        paths.labels_dir(work_dir), ' '.join(unlabelled))

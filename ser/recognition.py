@@ -5,7 +5,7 @@ no transcript was given.
 
     words = recognise_words(samples_16k)    # [(start s, end s, word)]
 
-The words are normalised as the training text was (helper.normalise_words);
+The words are normalised as the training text was (ser.text.normalise_words);
 silences, noises and fillers are left out. Each call builds its own
 recogniser: the n-gram search keeps state from one recording to the next (on
 audio with nothing to hear its answer changed with the recordings before).
@@ -15,8 +15,8 @@ normalisation is computed per recording.
 """
 from pocketsphinx import Decoder
 
-import helper
 from ser import phonetic_alignment
+from ser.text import normalise_words
 
 SAMPLE_RATE = phonetic_alignment.SAMPLE_RATE
 LANGUAGES = phonetic_alignment.LANGUAGES
@@ -60,5 +60,5 @@ class Recogniser:
                 continue
             start = round(segment.start_frame * phonetic_alignment.FRAME_SECONDS, 3)
             end = round((segment.end_frame + 1) * phonetic_alignment.FRAME_SECONDS, 3)
-            words += [(start, end, word) for word in helper.normalise_words(token)]
+            words += [(start, end, word) for word in normalise_words(token)]
         return words

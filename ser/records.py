@@ -17,8 +17,9 @@ import numpy as np
 
 import helper
 from ser import embeddings as word_embeddings
+from ser import paths
 
-STEP_SECONDS = helper.LABEL_STEP_MS / 1000.0
+STEP_SECONDS = paths.LABEL_STEP_MS / 1000.0
 # models.py pools the waveform by 10 * 5 * 5 samples: a frame must split evenly.
 MODEL_POOLING = 250
 # A segment's audio and its labels may disagree by this much before the
@@ -30,12 +31,12 @@ SYNC_MAP_COLUMNS = [('id', str), ('start', float), ('end', float), ('word', str)
 def frame_samples_for(sample_rate):
     """Samples in one label step at `sample_rate`; ValueError unless it is an
     integer multiple of MODEL_POOLING."""
-    samples, remainder = divmod(int(sample_rate) * helper.LABEL_STEP_MS, 1000)
+    samples, remainder = divmod(int(sample_rate) * paths.LABEL_STEP_MS, 1000)
     if sample_rate <= 0 or remainder or samples % MODEL_POOLING:
         raise ValueError('sample rate %s Hz gives %s samples per %d ms frame, which is not a '
                          'multiple of %d; use a multiple of 1000 Hz'
-                         % (sample_rate, sample_rate * helper.LABEL_STEP_MS / 1000,
-                            helper.LABEL_STEP_MS, MODEL_POOLING))
+                         % (sample_rate, sample_rate * paths.LABEL_STEP_MS / 1000,
+                            paths.LABEL_STEP_MS, MODEL_POOLING))
     return samples
 
 
@@ -80,7 +81,7 @@ def build_recording(samples, words, timestamps, labels, frame_samples, embedder)
     timestamps = np.asarray(timestamps, dtype=np.int64)
     if len(timestamps) == 0:
         raise ValueError('no label rows')
-    grid_index = timestamps // helper.LABEL_STEP_MS
+    grid_index = timestamps // paths.LABEL_STEP_MS
     warnings = []
     gaps = int(grid_index[-1] + 1 - len(grid_index) - grid_index[0])
     if gaps:
@@ -159,7 +160,7 @@ def read_tfrecord(path, frame_samples, embedding_dim):
         'timestamps': np.array(feature['timestamps'].int64_list.value, dtype=np.int64),
     }
     for name, width in (('audio', frame_samples), ('embeddings', embedding_dim),
-                        ('labels', len(helper.DIMENSIONS))):
+                        ('labels', len(paths.DIMENSIONS))):
         values = np.frombuffer(feature[name].bytes_list.value[0], dtype='<f4')
         if values.size != n_frames * width:
             raise helper.InputError(path, None, '%s holds %d values, expected %d frames x %d'

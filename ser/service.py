@@ -39,6 +39,7 @@ from starlette.websockets import WebSocketDisconnect
 
 import helper
 from ser import alignment, audio, emotion, inference, metrics, page, recognition, streaming
+from ser.text import normalise_words
 
 SERVICE = 'emotion recognition service'
 # The name bad input is reported under (the request has no file name).
@@ -150,7 +151,7 @@ class Service:
             streaming.check_speakable([word for _, _, word in words], duration)
             streaming.check_words_inside(words, duration)
         if request['transcript'] is not None:
-            streaming.check_speakable(helper.normalise_words(request['transcript']), duration)
+            streaming.check_speakable(normalise_words(request['transcript']), duration)
             with stage('alignment'):
                 words, fallbacks = inference.align_plain_text(
                     decoded[alignment.SAMPLE_RATE], request['transcript'], self.language,
@@ -281,7 +282,7 @@ def parse_request(body, limits=Limits()):
     timeline = request.get('timeline', False)
     if not isinstance(timeline, bool):
         raise RequestError(400, '"timeline" must be true or false')
-    if transcript is not None and not helper.normalise_words(transcript):
+    if transcript is not None and not normalise_words(transcript):
         transcript = None   # empty, or fillers and punctuation only: acoustic only
     words = request.get('words')
     if words is not None:

@@ -2,7 +2,7 @@
 
 A sync map, sync_maps/<Id>/<Id>_<seg>.csv, header id,start,end,word, gives
 each word of a segment in seconds from the start of the segment's audio;
-words normalised (helper.normalise_words), fillers dropped; id w<n>, 0-based.
+words normalised (ser.text.normalise_words), fillers dropped; id w<n>, 0-based.
 Three aligners:
   given     MuSe's word times converted to segment-relative seconds
             (ser.muse.segment_relative_words); a token that normalises to
@@ -32,6 +32,8 @@ import os
 
 import helper
 from ser import alignment, audio, muse
+from ser import paths
+from ser.text import normalise_words
 
 ALIGNERS = ('given',) + alignment.ALIGNERS
 SYNC_MAP_HEADER = ('id', 'start', 'end', 'word')
@@ -67,7 +69,7 @@ Outcome = collections.namedtuple(
 
 def truth_path(truth_dir, name):
     """True word timings of a segment: word_timings/<Id>/<Id>_<seg>.csv."""
-    return os.path.join(truth_dir, 'word_timings', helper.video_of(name), name + '.csv')
+    return os.path.join(truth_dir, 'word_timings', paths.video_of(name), name + '.csv')
 
 
 # --------------------------------------------------------------------------
@@ -82,7 +84,7 @@ def video_segments(layout, video_id):
     if os.path.isdir(directory):
         for name in helper.list_ids(directory, '.csv'):
             try:
-                if helper.video_of(name) == video_id and name not in names:
+                if paths.video_of(name) == video_id and name not in names:
                     orphans.append(helper.InputError(layout.transcript_path(name), None,
                                                      'transcript of segment %s, which has no '
                                                      'audio file in %s'
@@ -100,7 +102,7 @@ def segment_starts(layout, video_id, names):
     neither holds is (None, WORDS, None). A feature file that cannot be read
     is a warning and its segments are placed by their words."""
     source, placement, warnings = {}, WORDS, []
-    for dimension in helper.DIMENSIONS:
+    for dimension in paths.DIMENSIONS:
         path = layout.label_path(dimension, video_id)
         if os.path.isfile(path):
             source, placement = muse.read_label_segments(path), LABELS
@@ -113,7 +115,7 @@ def segment_starts(layout, video_id, names):
             except helper.InputError as error:
                 warnings.append('%s; the segments of video %s are placed by their words'
                                 % (error, video_id))
-    rows = {name: source.get(helper.split_segment_name(name)[1]) for name in names}
+    rows = {name: source.get(paths.split_segment_name(name)[1]) for name in names}
     return {name: (muse.segment_start(rows[name]), placement,
                    muse.label_span_seconds(rows[name]) if placement == LABELS else None)
             if rows[name] else (None, WORDS, None) for name in names}, warnings
@@ -136,7 +138,7 @@ def plan_video(layout, video_id, work_dir, aligner, language, truth_dir):
         start_ms, placement, span = starts[name]
         jobs.append(Job(name, layout.audio_path(name),
                         transcript if os.path.isfile(transcript) else None,
-                        helper.sync_map_path(work_dir, name), start_ms, placement, span, aligner,
+                        paths.sync_map_path(work_dir, name), start_ms, placement, span, aligner,
                         language, truth_path(truth_dir, name) if truth_dir else None))
     return jobs, errors, warnings
 
@@ -149,7 +151,7 @@ def given_rows(words):
     normalised, fillers dropped, a token of several words shared among them."""
     rows = []
     for _, start, end, token in words:
-        tokens = helper.normalise_words(token)
+        tokens = normalise_words(token)
         spans = [(start, end)] if len(tokens) == 1 else \
             alignment.spread_by_characters(tokens, start, end)
         rows += [(word_start, word_end, word) for word, (word_start, word_end) in zip(tokens, spans)]
@@ -159,7 +161,7 @@ def given_rows(words):
 def segment_words(job, samples, duration):
     """SegmentWords of one segment with a transcript."""
     words = muse.read_transcript(job.transcript)
-    segment = helper.split_segment_name(job.name)[1]
+    segment = paths.split_segment_name(job.name)[1]
     for word in words:
         if word.segment != segment:
             raise helper.InputError(job.transcript, word.row, 'segment_id %d in the transcript '

@@ -25,7 +25,11 @@ import data_provider
 import helper
 import losses
 import models
+from ser import checkpoints
+from ser import defaults
 from ser import cluster
+from ser import mixed_precision
+from ser import paths
 from ser.dataset import DatasetInfo
 
 tf = helper.import_tensorflow()
@@ -50,7 +54,7 @@ class Settings:
     device: int = 0
     seed: int = 0
     xla: bool = False
-    precision: str = helper.DEFAULT_PRECISION   # 'auto' is resolved by train()
+    precision: str = defaults.PRECISION   # 'auto' is resolved by train()
     windows: str = data_provider.DEFAULT_WINDOWS
     skip_padding: bool = True
     sync_replicas: bool = False   # in a cluster: SyncReplicasOptimizer
@@ -66,9 +70,9 @@ def prepare_train_dir(dataset_dir, train_dir, hidden_units, modality=models.DEFA
     other data, another model size or another modality. Returns the
     dataset's DatasetInfo."""
     dataset = DatasetInfo.load(dataset_dir)
-    config_path = os.path.join(train_dir, models.MODEL_CONFIG_FILE)
+    config_path = os.path.join(train_dir, checkpoints.MODEL_CONFIG_FILE)
     if os.path.exists(config_path):
-        previous = models.read_model_config(train_dir)
+        previous = checkpoints.read_model_config(train_dir)
         if previous['hidden_units'] != hidden_units:
             raise helper.InputError(config_path, None, 'checkpoints here have hidden_units=%d, '
                                     'not --hidden_units=%d; use another --train_dir'
@@ -82,7 +86,7 @@ def prepare_train_dir(dataset_dir, train_dir, hidden_units, modality=models.DEFA
         DatasetInfo.load(train_dir).check_compatible(dataset, same_data=True)
     else:
         DatasetInfo.load(dataset_dir).save(train_dir)
-    models.write_model_config(train_dir, hidden_units, dataset, modality, precision)
+    checkpoints.write_model_config(train_dir, hidden_units, dataset, modality, precision)
     return dataset
 
 
@@ -143,7 +147,7 @@ def build_training_graph(dataset_dir, settings, task=None):
         step_after = tf.identity(global_step.read_value())
 
     tf.summary.scalar('loss/total', total_loss)
-    for index, name in enumerate(helper.DIMENSIONS):
+    for index, name in enumerate(paths.DIMENSIONS):
         tf.summary.scalar('loss/%s' % name, dimension_loss[index])
         tf.summary.scalar('ccc/%s' % name, ccc[index])
     tf.summary.scalar('learning_rate', tf.constant(settings.learning_rate))
@@ -177,7 +181,7 @@ class StopRequest:
 
 def progress_line(step, loss, ccc, frames_per_second):
     return 'step %d  loss %.4f  %s  frames/s %.1f' % (
-        step, loss, '  '.join('ccc_%s %.4f' % (n, c) for n, c in zip(helper.DIMENSIONS, ccc)),
+        step, loss, '  '.join('ccc_%s %.4f' % (n, c) for n, c in zip(paths.DIMENSIONS, ccc)),
         frames_per_second)
 
 
@@ -208,8 +212,8 @@ def run_loop(ops, train_dir, settings, task=None, server=None):
                                                       save_relative_paths=True))
     log_path = os.path.join(train_dir, LOG_FILE)
     fetches = {key: ops[key] for key in ('step', 'loss', 'ccc', 'frames')}
-    config = helper.session_config(settings.device, xla=settings.xla,
-                                   precision=settings.precision)
+    config = mixed_precision.session_config(settings.device, xla=settings.xla,
+                                            precision=settings.precision)
     ran = 0
     try:
         with StopRequest() as stop, open_session(train_dir, scaffold, hooks, config, settings,
@@ -246,10 +250,10 @@ def run_loop(ops, train_dir, settings, task=None, server=None):
         if not chief:
             return step
         # The chief's last checkpoint also holds the steps other workers ran meanwhile.
-        step = models.available_steps(train_dir)[-1]
+        step = checkpoints.available_steps(train_dir)[-1]
     helper.append_line(log_path, 'stopped at step %d (%s)' % (step, reason))
     logging.info('%s: %d steps this run, checkpoint %s-%d in %s', reason, step - start_step,
-                 models.CHECKPOINT_PREFIX, step, train_dir)
+                 checkpoints.CHECKPOINT_PREFIX, step, train_dir)
     return step
 
 
@@ -271,7 +275,7 @@ def train(dataset_dir, train_dir, settings, flag_values=None, task=None):
         # With the variables on parameter servers, oneDNN's bf16 rewrite leaves
         # a fused convolution no kernel runs: a cluster trains in fp32.
         requested = 'fp32'
-    precision = helper.choose_precision(requested, settings.device)
+    precision = mixed_precision.choose_precision(requested, settings.device)
     logging.info('precision %s%s, %s windows, padding %s', precision,
                  '' if precision == settings.precision else ' (--precision %s)' % settings.precision,
                  settings.windows, 'skipped' if settings.skip_padding else 'computed')
@@ -288,7 +292,7 @@ def train(dataset_dir, train_dir, settings, flag_values=None, task=None):
     if task is not None:
         settings = dataclasses.replace(settings,
                                        seed=cluster.worker_seed(settings.seed, task.task_index))
-        server = cluster.start_server(task, helper.session_config(
+        server = cluster.start_server(task, mixed_precision.session_config(
             settings.device, xla=settings.xla, precision=settings.precision))
         device = cluster.device_setter(task, device)
     np.random.seed(settings.seed)

@@ -16,8 +16,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-import helper  # noqa: E402  (needs the repository on sys.path)
 from ser import embeddings as word_embeddings  # noqa: E402
+from ser import defaults
+from ser import paths  # noqa: E402
 from ser import records  # noqa: E402
 from ser.dataset import DatasetInfo  # noqa: E402
 
@@ -90,7 +91,7 @@ def make_tiny_recordings(embedder, direction):
             'portion': portion,
             'samples': samples,
             'words': words,
-            'timestamps': np.arange(n_frames, dtype=np.int64) * helper.LABEL_STEP_MS,
+            'timestamps': np.arange(n_frames, dtype=np.int64) * paths.LABEL_STEP_MS,
             'audio': records.frame_audio(samples, frame_samples, n_frames),
             'embeddings': embeddings,
             'labels': np.stack([arousal, valence], axis=1).astype(np.float32),
@@ -102,20 +103,20 @@ def build_tiny_dataset(work_dir):
     """Write the tiny dataset under `work_dir` (tfrecords/ and embeddings/);
     returns (tfrecords dir, recordings of make_tiny_recordings)."""
     keyed_vectors, direction = tiny_word_vectors()
-    vectors_path = os.path.join(helper.embeddings_dir(work_dir), 'tiny_%d.kv' % TINY_EMBEDDING_DIM)
+    vectors_path = os.path.join(paths.embeddings_dir(work_dir), 'tiny_%d.kv' % TINY_EMBEDDING_DIM)
     os.makedirs(os.path.dirname(vectors_path), exist_ok=True)
     keyed_vectors.save(vectors_path, separately=[])
     embedder = word_embeddings.load_embedder(vectors_path)
     recordings = make_tiny_recordings(embedder, direction)
 
-    dataset_dir = helper.tfrecords_dir(work_dir)
+    dataset_dir = paths.tfrecords_dir(work_dir)
     for name, recording in recordings.items():
         records.write_tfrecord(
             os.path.join(dataset_dir, recording['portion'], name + '.tfrecords'),
             name, recording['timestamps'], recording['audio'],
             recording['embeddings'], recording['labels'])
     partition = {portion: [i for i, r in recordings.items() if r['portion'] == portion]
-                 for portion in helper.PORTIONS}
+                 for portion in defaults.PORTIONS}
     DatasetInfo.create(TINY_SAMPLE_RATE, TINY_EMBEDDING_DIM, embedder.path, partition,
                        {i: len(r['timestamps']) for i, r in recordings.items()}).save(dataset_dir)
     return dataset_dir, recordings

@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 
-import helper
+from ser import muse
+from ser import paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,16 +31,16 @@ def write_labels(work_dir, video_id, frames, segments=2):
     fewer frames), each timed from 0 ms, 250 ms apart."""
     for number, part in enumerate(np.array_split(np.asarray(frames, dtype=float),
                                                  min(segments, len(frames))), start=1):
-        write(helper.label_path(work_dir, helper.segment_name(video_id, number)),
+        write(paths.label_path(work_dir, paths.segment_name(video_id, number)),
               'timestamp,arousal,valence\n' + ''.join(
-                  '%d,%r,%r\n' % (index * helper.LABEL_STEP_MS, float(arousal), float(valence))
+                  '%d,%r,%r\n' % (index * paths.LABEL_STEP_MS, float(arousal), float(valence))
                   for index, (arousal, valence) in enumerate(part)))
 
 
 def video_labels(work_dir, video_id):
     """Float array [frames, 2] of every segment label file of a video, in order."""
-    return np.concatenate([helper.read_labels(helper.label_path(work_dir, name))[1]
-                           for name in helper.work_segments(helper.labels_dir(work_dir), video_id)])
+    return np.concatenate([muse.read_labels(paths.label_path(work_dir, name))[1]
+                           for name in paths.work_segments(paths.labels_dir(work_dir), video_id)])
 
 
 def run_script(script, *args):

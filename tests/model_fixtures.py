@@ -12,6 +12,7 @@ import sys
 
 import helper
 import models
+from ser import checkpoints
 from ser import dataset
 
 tf = helper.import_tensorflow()
@@ -30,7 +31,7 @@ def write_random_checkpoint(train_dir, dataset_dir, steps=STEPS, modality='both'
     info = dataset.DatasetInfo.load(dataset_dir)
     os.makedirs(train_dir, exist_ok=True)
     info.save(train_dir)
-    models.write_model_config(train_dir, HIDDEN_UNITS, info, modality)
+    checkpoints.write_model_config(train_dir, HIDDEN_UNITS, info, modality)
     for step in steps:
         graph = tf.Graph()
         with graph.as_default():
@@ -41,7 +42,8 @@ def write_random_checkpoint(train_dir, dataset_dir, steps=STEPS, modality='both'
             with tf.Session(graph=graph) as session:
                 session.run(tf.global_variables_initializer())
                 tf.train.Saver(models.model_variables()).save(
-                    session, os.path.join(train_dir, models.CHECKPOINT_PREFIX), global_step=step)
+                    session, os.path.join(train_dir, checkpoints.CHECKPOINT_PREFIX),
+                    global_step=step)
     return str(train_dir)
 
 

@@ -11,7 +11,10 @@ import soundfile
 import soxr
 
 import helper
-from ser import alignment, audio, demo_corpus, muse
+from ser import alignment, audio, muse
+from ser import paths
+from ser.text import normalise_words
+from tools import demo_corpus
 
 # Targets on true word timings.
 MAX_MEAN_START_ERROR = 0.05
@@ -26,7 +29,7 @@ def segments(tmp_path_factory):
     root = tmp_path_factory.mktemp('alignment_corpus')
     muse_dir, truth_dir = str(root / 'MuSe-CaR'), str(root / 'truth')
     demo_corpus.generate_corpus(muse_dir, truth_dir, 3, 20.0, seed=1)
-    layout = helper.MuseLayout(muse_dir)
+    layout = paths.MuseLayout(muse_dir)
     found = []
     for video_id in ('1', '2', '3'):
         for name in layout.audio_segments(video_id):
@@ -46,7 +49,7 @@ def test_align_text_meets_the_accuracy_targets(segments):
     for samples, text, truth in segments:
         words, fallbacks = alignment.align_text(samples, 16000, text)
         assert fallbacks == 0
-        assert [w for _, _, w in words] == helper.normalise_words(text)
+        assert [w for _, _, w in words] == normalise_words(text)
         starts, ends = np.array([(s, e) for s, e, _ in words]).T
         assert np.all(ends >= starts) and np.all(starts[1:] >= ends[:-1] - 1e-9)
         accuracies.append(alignment.alignment_accuracy(words, truth))
@@ -65,7 +68,7 @@ def test_text_without_words_gives_nothing(segments):
 def test_fillers_become_placeholders_not_words():
     for text in ('<filler> Well, <laugh>it is <filler>', "Don't<filler>stop!", 'The car.'):
         tokens = alignment.sentence_tokens(text)
-        assert [t for t in tokens if t is not None] == helper.normalise_words(text)
+        assert [t for t in tokens if t is not None] == normalise_words(text)
         assert tokens.count(None) == text.count('<')
 
 
@@ -97,7 +100,7 @@ def test_sentences_keep_their_numbers_and_a_speechless_one_is_spread(segments):
     rows, fallbacks = alignment.align_sentences(samples, 16000, sentences)
     assert [index for index, _ in fallbacks] == [2]
     assert rows[0][0] == 's1w0'
-    assert [row[3] for row in rows if row[0].startswith('s1w')] == helper.normalise_words(text)
+    assert [row[3] for row in rows if row[0].startswith('s1w')] == normalise_words(text)
     spread = [row for row in rows if row[0].startswith('s2w')]
     start = duration - 2.5
     # 'ghost' and 'words' take 5/14 of the 1.5 s each, 'here' the last 4/14.

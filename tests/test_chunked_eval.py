@@ -7,8 +7,8 @@ shapes."""
 import numpy as np
 import pytest
 
-import models
 from model_fixtures import STEPS, write_random_checkpoint
+from ser import checkpoints
 from ser import evaluation, inference, records
 from ser.dataset import DatasetInfo
 
@@ -18,8 +18,8 @@ TOLERANCE = 1e-4
 @pytest.mark.slow
 def test_a_portion_pass_is_the_predictors_for_each_checkpoint(tiny_dataset, tmp_path):
     checkpoint = write_random_checkpoint(tmp_path / 'model', tiny_dataset)
-    config = models.read_model_config(checkpoint)
-    prefixes = [models.checkpoint_path(checkpoint, step)[0] for step in STEPS]
+    config = checkpoints.read_model_config(checkpoint)
+    prefixes = [checkpoints.checkpoint_path(checkpoint, step)[0] for step in STEPS]
     info = DatasetInfo.load(tiny_dataset)
     with evaluation.PortionModel(config, tiny_dataset, 'train', -1) as model:
         passes = [model.predictions(prefix) for prefix in prefixes + prefixes[:1]]
@@ -42,8 +42,8 @@ def test_a_portion_pass_is_the_predictors_for_each_checkpoint(tiny_dataset, tmp_
 @pytest.mark.slow
 def test_chunked_evaluation_gives_the_one_pass_predictions(tiny_dataset, tmp_path):
     checkpoint = write_random_checkpoint(tmp_path / 'model', tiny_dataset, steps=(2,))
-    config = models.read_model_config(checkpoint)
-    prefix, _ = models.checkpoint_path(checkpoint)
+    config = checkpoints.read_model_config(checkpoint)
+    prefix, _ = checkpoints.checkpoint_path(checkpoint)
     with evaluation.PortionModel(config, tiny_dataset, 'train', -1) as model:
         one_pass = model.predictions(prefix)
     with evaluation.PortionModel(config, tiny_dataset, 'train', -1, chunk_seconds=2.5) as model:

@@ -16,6 +16,7 @@ import soundfile
 import helper
 from ser import embeddings as word_embeddings
 from ser import generation, records
+from ser import paths
 from ser.dataset import DatasetInfo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -176,13 +177,13 @@ def write_segment(muse_dir, work_dir, name, seconds, label_rows, words, file_rat
     and its labels; returns the samples written."""
     rng = np.random.default_rng(sum(map(ord, name)))
     samples = rng.uniform(-0.9, 0.9, size=(int(seconds * file_rate), channels))
-    audio_dir = helper.MuseLayout(muse_dir).audio_dir(helper.video_of(name))
+    audio_dir = paths.MuseLayout(muse_dir).audio_dir(paths.video_of(name))
     os.makedirs(audio_dir, exist_ok=True)
     soundfile.write(os.path.join(audio_dir, name + '.wav'), samples.astype(np.float32),
                     file_rate, subtype='FLOAT')
-    helper.write_csv(helper.sync_map_path(work_dir, name), ['id', 'start', 'end', 'word'],
+    helper.write_csv(paths.sync_map_path(work_dir, name), ['id', 'start', 'end', 'word'],
                      [('%s_w%d' % (name, i), s, e, w) for i, (s, e, w) in enumerate(words)])
-    helper.write_csv(helper.label_path(work_dir, name), ['timestamp', 'arousal', 'valence'],
+    helper.write_csv(paths.label_path(work_dir, name), ['timestamp', 'arousal', 'valence'],
                      label_rows)
     return samples.astype(np.float32)
 
@@ -193,7 +194,7 @@ def label_rows(n_rows, rng):
 
 
 def write_partition(work_dir, videos):
-    helper.write_csv(helper.partition_path(work_dir), ['Id', 'Proposal'], sorted(videos.items()))
+    helper.write_csv(paths.partition_path(work_dir), ['Id', 'Proposal'], sorted(videos.items()))
 
 
 WORDS = [(0.1, 0.4, 'the'), (0.4, 0.9, 'car'), (1.2, 1.3, 'is'), (1.3, 2.0, 'fast'),
@@ -218,7 +219,7 @@ def corpus(tmp_path):
         '3_0': write_segment(muse_dir, work_dir, '3_0', 2.0, label_rows(9, rng), WORDS[2:4]),
     }
     for litter in ('.DS_Store', '._1_0.csv'):
-        with open(os.path.join(helper.labels_dir(work_dir), '1', litter), 'wb') as handle:
+        with open(os.path.join(paths.labels_dir(work_dir), '1', litter), 'wb') as handle:
             handle.write(b'\x00\x05\x16')
     write_partition(work_dir, {'1': 'train', '2': 'devel', '3': 'test'})
     return muse_dir, work_dir, segments
@@ -227,16 +228,16 @@ def corpus(tmp_path):
 def generate(muse_dir, work_dir, **settings):
     """ser.generation.generate with this module's settings; returns (Run, exit status)."""
     settings = dict(dict(embedding_dim=16, sample_rate=RATE, workers=1, seed=0), **settings)
-    run = generation.generate(helper.MuseLayout(muse_dir), work_dir, **settings)
+    run = generation.generate(paths.MuseLayout(muse_dir), work_dir, **settings)
     return run, generation.log_summary(run)
 
 
 def record_path(work_dir, portion, name):
-    return os.path.join(helper.tfrecords_dir(work_dir), portion, name + '.tfrecords')
+    return os.path.join(paths.tfrecords_dir(work_dir), portion, name + '.tfrecords')
 
 
 def read_info(work_dir):
-    return DatasetInfo.load(helper.tfrecords_dir(work_dir))
+    return DatasetInfo.load(paths.tfrecords_dir(work_dir))
 
 
 def test_run_writes_one_exact_record_per_segment_and_dataset_info(corpus, caplog):
@@ -245,7 +246,7 @@ def test_run_writes_one_exact_record_per_segment_and_dataset_info(corpus, caplog
     _, status = generate(muse_dir, work_dir)
     assert status == 0
 
-    stored = helper.read_json(os.path.join(helper.tfrecords_dir(work_dir), 'dataset.json'))
+    stored = helper.read_json(os.path.join(paths.tfrecords_dir(work_dir), 'dataset.json'))
     assert stored['embeddings'] == os.path.join('..', 'embeddings', 'word2vec_16.kv')
     assert stored['partition_file'] == os.path.join('..', 'partition.csv')
     info = read_info(work_dir)
@@ -323,23 +324,23 @@ def test_a_video_moved_to_another_portion_takes_all_its_segments(corpus):
 def test_bad_segments_are_reported_and_the_others_written(corpus, caplog):
     muse_dir, work_dir, _ = corpus
     rng = np.random.default_rng(5)
-    layout = helper.MuseLayout(muse_dir)
+    layout = paths.MuseLayout(muse_dir)
     write_segment(muse_dir, work_dir, '9_0', 2.0, label_rows(3, rng) + [(750, 'nan', 0.5)],
                   WORDS)
     write_segment(muse_dir, work_dir, '9_1', 2.0, label_rows(8, rng), WORDS)
-    os.remove(helper.sync_map_path(work_dir, '9_1'))
+    os.remove(paths.sync_map_path(work_dir, '9_1'))
     write_segment(muse_dir, work_dir, '9_2', 2.0, label_rows(8, rng), WORDS)
     os.remove(layout.audio_path('9_2'))
     write_segment(muse_dir, work_dir, '9_3', 2.0, label_rows(2, rng) + [(600, 0.1, 0.1)], WORDS)
     write_segment(muse_dir, work_dir, '9_4', 2.0, label_rows(8, rng), [])
-    with open(helper.sync_map_path(work_dir, '9_4'), 'w') as handle:
+    with open(paths.sync_map_path(work_dir, '9_4'), 'w') as handle:
         handle.write('id,start,end,word\n9_4_w0,0.1,0.5,the\n\n9_4_w1,0.9,0.6,car\n')
     write_segment(muse_dir, work_dir, '9_5', 2.0, label_rows(8, rng), WORDS)
     with open(layout.audio_path('9_5'), 'r+b') as handle:
         handle.truncate(30)  # cut inside the WAV header
     # Written, with a note: 10 s of audio for 2 s of labels.
     write_segment(muse_dir, work_dir, '9_6', 10.0, label_rows(9, rng), WORDS)
-    os.makedirs(os.path.join(helper.labels_dir(work_dir), '8'))  # a video without label files
+    os.makedirs(os.path.join(paths.labels_dir(work_dir), '8'))  # a video without label files
     write_partition(work_dir, {'1': 'train', '2': 'devel', '3': 'test', '9': 'train',
                                '8': 'train'})
 
@@ -354,19 +355,19 @@ def test_bad_segments_are_reported_and_the_others_written(corpus, caplog):
     assert "9_4.csv, row 4: word 'car' spans 0.9..0.6 s" in errors
     assert '9_5.wav' in errors
     assert '6 segments failed (9_0, 9_1, 9_2, 9_3, 9_4, 9_5); 2 other problems' in caplog.text
-    assert "left out of word2vec training: %s, row 4: word 'car'" % helper.sync_map_path(
+    assert "left out of word2vec training: %s, row 4: word 'car'" % paths.sync_map_path(
         work_dir, '9_4') in caplog.text
     assert 'video 8 of the partition has no label files' in caplog.text
     assert '9_6 (audio 10.0 s, labels 2.0 s)' in caplog.text
     assert read_info(work_dir).partition == {'train': ['1_0', '1_1', '9_6'], 'devel': ['2_0'],
                                              'test': ['3_0']}
-    train_dir = os.path.join(helper.tfrecords_dir(work_dir), 'train')
+    train_dir = os.path.join(paths.tfrecords_dir(work_dir), 'train')
     assert sorted(os.listdir(train_dir)) == ['1_0.tfrecords', '1_1.tfrecords', '9_6.tfrecords']
 
 
 def test_without_sync_maps_word2vec_cannot_be_trained(corpus):
     muse_dir, work_dir, _ = corpus
-    shutil.rmtree(helper.sync_maps_dir(work_dir))
+    shutil.rmtree(paths.sync_maps_dir(work_dir))
     with pytest.raises(helper.InputError, match='sync_maps: no sync maps: run '
                        'synchronisation_map_generator.py first'):
         generate(muse_dir, work_dir)
@@ -388,7 +389,7 @@ def test_command_line_runs_in_parallel_and_refuses_bad_flags(corpus):
     assert run.returncode == 0, run.stderr
     assert 'frames/s' in run.stderr and '0 distinct unknown' in run.stderr
     assert read_info(work_dir).recordings == FRAMES
-    os.remove(helper.partition_path(work_dir))
+    os.remove(paths.partition_path(work_dir))
     missing = subprocess.run(command + ['--sample_rate', str(RATE)], cwd=REPO,
                              capture_output=True, text=True)
     assert missing.returncode == 1 and 'partition.csv: file not found' in missing.stderr

@@ -13,6 +13,7 @@ import pytest
 
 import data_provider
 import helper
+from ser import paths
 from ser.dataset import DatasetInfo
 
 tf = data_provider.tf
@@ -58,7 +59,7 @@ def check_window(window, recordings):
     assert real.size > 0
     assert set(np.unique(window['mask'])) <= {0.0, 1.0}
     assert np.array_equal(real, np.arange(real[0], real[-1] + 1)), 'real frames are not one run'
-    frames = window['timestamps'][real] // helper.LABEL_STEP_MS
+    frames = window['timestamps'][real] // paths.LABEL_STEP_MS
     assert np.array_equal(frames, np.arange(frames[0], frames[0] + real.size))
     for name in ('audio', 'embeddings', 'labels', 'timestamps'):
         assert np.array_equal(window[name][real], recording[name][frames]), name
@@ -165,7 +166,7 @@ def test_packed_batches_are_mostly_real_frames(tiny_dataset, tiny_recordings):
     for window in elements(batches):
         for t in np.flatnonzero(window['mask']):
             recording = tiny_recordings[window['id'][t]]
-            frame = window['timestamps'][t] // helper.LABEL_STEP_MS
+            frame = window['timestamps'][t] // paths.LABEL_STEP_MS
             np.testing.assert_array_equal(window['audio'][t], recording['audio'][frame])
             assert window['reset'][t] == (frame == 0)
 

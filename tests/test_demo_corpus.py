@@ -15,7 +15,10 @@ import soundfile
 
 import helper
 from ser import audio
-from ser import demo_corpus as demo
+from ser import defaults
+from ser import paths
+from ser.text import normalise_words
+from tools import demo_corpus as demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = 15.0
@@ -29,9 +32,9 @@ SEGMENT_COLUMNS = [('Id', str), ('segment', str), ('start_ms', int), ('end_ms', 
 def _build(root, videos=4, seconds=SECONDS, seed=0, workers=1):
     muse, truth = os.path.join(root, 'MuSe-CaR'), os.path.join(root, 'truth')
     summary = demo.generate_corpus(muse, truth, videos, seconds, seed, workers=workers)
-    layout = helper.MuseLayout(muse)
+    layout = paths.MuseLayout(muse)
     return {'muse': muse, 'truth': truth, 'summary': summary, 'seconds': seconds,
-            'layout': layout, 'partition': helper.read_partition(layout.partition_path),
+            'layout': layout, 'partition': paths.read_partition(layout.partition_path),
             'segments': helper.read_table(os.path.join(truth, 'segments.csv'), SEGMENT_COLUMNS)}
 
 
@@ -59,7 +62,7 @@ def _segments(corpus, video_id):
 
 
 def _truth_words(corpus, name):
-    return helper.read_table(os.path.join(corpus['truth'], 'word_timings', helper.video_of(name),
+    return helper.read_table(os.path.join(corpus['truth'], 'word_timings', paths.video_of(name),
                                           name + '.csv'), WORD_COLUMNS)
 
 
@@ -72,7 +75,7 @@ def _video_words(corpus, video_id):
 
 def _video_audio(corpus, video_id, rate=16000):
     """The video's audio put back together: neighbours share one 250-ms frame."""
-    overlap = helper.LABEL_STEP_MS * rate // 1000
+    overlap = paths.LABEL_STEP_MS * rate // 1000
     parts = [audio.read_file(corpus['layout'].audio_path(name), rate)
              for _, name, _, _, _ in _segments(corpus, video_id)]
     return np.concatenate([parts[0]] + [part[overlap:] for part in parts[1:]])
@@ -98,7 +101,7 @@ def test_layout_is_muse_2020_and_test_labels_are_withheld(corpus):
                                                  'transcription_segments']
     assert helper.list_dir(os.path.join(muse, 'metadata')) == ['partition.csv']
     labelled = sorted(i for i, p in partition.items() if p != 'test')
-    for dimension in helper.DIMENSIONS:
+    for dimension in paths.DIMENSIONS:
         assert helper.list_ids(layout.label_dir(dimension), '.csv') == labelled
     names = [row[1] for row in corpus['segments']]
     assert names == [name for i in ids for name in layout.audio_segments(i)]
@@ -129,7 +132,7 @@ def test_exactly_one_segment_has_no_transcript(corpus):
 def test_partition_sizes_follow_muse():
     assert demo.partition_sizes(16) == (8, 6, 2)
     proposals = [job['proposal'] for job in demo.plan_corpus(16, 60, seed=0)]
-    assert [proposals.count(p) for p in helper.PORTIONS] == [8, 6, 2]
+    assert [proposals.count(p) for p in defaults.PORTIONS] == [8, 6, 2]
     for videos in range(1, 40):
         train, devel, test = demo.partition_sizes(videos)
         assert train + devel + test == videos and train >= devel >= 0 and test >= 0
@@ -137,7 +140,7 @@ def test_partition_sizes_follow_muse():
 
 
 def test_segment_audio_starts_at_its_first_label_timestamp(corpus):
-    step = helper.LABEL_STEP_MS
+    step = paths.LABEL_STEP_MS
     for video_id in corpus['partition']:
         labels = _labels(corpus, 'arousal', video_id)
         segments = _segments(corpus, video_id)
@@ -178,7 +181,7 @@ def test_label_segments_repeat_boundaries_and_cover_the_audio(corpus):
     boundaries, spread = 0, {}
     for video_id in corpus['partition']:
         per_dimension = {}
-        for dimension in helper.DIMENSIONS:
+        for dimension in paths.DIMENSIONS:
             rows = _labels(corpus, dimension, video_id)
             timestamps, values, segments = rows[:, 0], rows[:, 1], rows[:, 2]
             assert np.all(np.abs(values) <= 1.0)
@@ -186,13 +189,13 @@ def test_label_segments_repeat_boundaries_and_cover_the_audio(corpus):
             steps = np.diff(timestamps)
             new_segment = np.diff(segments) == 1
             # Inside a segment: 250 ms apart; across a boundary: the same row twice.
-            assert np.all(steps[~new_segment] == helper.LABEL_STEP_MS)
+            assert np.all(steps[~new_segment] == paths.LABEL_STEP_MS)
             assert np.all(steps[new_segment] == 0)
             assert np.all(np.diff(values)[new_segment] == 0)
             boundaries += int(new_segment.sum())
-            last_frame = corpus['seconds'] * 1000 - helper.LABEL_STEP_MS
+            last_frame = corpus['seconds'] * 1000 - paths.LABEL_STEP_MS
             assert np.array_equal(np.unique(timestamps),
-                                  np.arange(0, last_frame + 1, helper.LABEL_STEP_MS))
+                                  np.arange(0, last_frame + 1, paths.LABEL_STEP_MS))
             assert np.mean(np.abs(np.diff(values)[~new_segment])) < 0.1
             assert np.std(values) > 0.02
             spread.setdefault(dimension, []).append(values)
@@ -206,7 +209,7 @@ def test_label_segments_repeat_boundaries_and_cover_the_audio(corpus):
 
 def test_mac_litter_is_present_and_hidden(corpus):
     muse, layout = corpus['muse'], corpus['layout']
-    first = helper.segment_name('1', 1)
+    first = paths.segment_name('1', 1)
     litter = [os.path.join(muse, 'metadata', '.DS_Store'),
               os.path.join(layout.task_path, '.DS_Store'),
               os.path.join(layout.audio_dir('1'), '._%s.wav' % first),
@@ -235,9 +238,9 @@ def test_transcripts_are_video_ms_within_the_stated_jitter_of_the_truth(corpus):
         if not has_transcript:
             continue
         rows = helper.read_table(corpus['layout'].transcript_path(name), TRANSCRIPT_COLUMNS)
-        assert {segment for _, _, segment, _ in rows} == {helper.split_segment_name(name)[1]}
+        assert {segment for _, _, segment, _ in rows} == {paths.split_segment_name(name)[1]}
         tokens = [(s, e, t) for s, e, _, t in rows if t != demo.FILLER]
-        assert [w for _, _, t in tokens for w in helper.normalise_words(t)] == \
+        assert [w for _, _, t in tokens for w in normalise_words(t)] == \
             [w for _, _, w in truth]
         assert any(t[0].isupper() for _, _, t in tokens)
         assert any(t[-1] in ',.!?' for _, _, t in tokens)
@@ -255,7 +258,7 @@ def test_no_word_straddles_a_segment_boundary(stats_corpus):
                                  [('start', float), ('end', float)] + [(c, str) for c in (
                                      'arousal', 'valence', 'speed', 'pitch', 'amplitude',
                                      'positive', 'negative')])
-        spoken = sum(len(helper.normalise_words(w)) for _, _, w in _video_words(stats_corpus,
+        spoken = sum(len(normalise_words(w)) for _, _, w in _video_words(stats_corpus,
                                                                                 video_id))
         assert spoken == len(_video_words(stats_corpus, video_id))
         for _, _, start_ms, end_ms, _ in _segments(stats_corpus, video_id)[1:]:
@@ -281,7 +284,7 @@ def test_fillers_are_written_but_not_spoken(stats_corpus):
                 gap = samples[int(gap_start * 16000):int(gap_end * 16000)]
                 assert np.sqrt(np.mean(gap ** 2)) < 0.01, 'something spoken at a filler'
                 checked += 1
-            words += len(helper.normalise_words(token))
+            words += len(normalise_words(token))
     assert checked >= 3
 
 
@@ -316,7 +319,7 @@ def _sentence_measures(corpus):
     for video_id in corpus['partition']:
         samples = _video_audio(corpus, video_id)
         words = _video_words(corpus, video_id)
-        arousal, valence = (_labels(corpus, d, video_id) for d in helper.DIMENSIONS)
+        arousal, valence = (_labels(corpus, d, video_id) for d in paths.DIMENSIONS)
         sentences = helper.read_table(os.path.join(corpus['truth'], 'sentences', video_id + '.csv'),
                                       [('start', float), ('end', float)] + [(c, str) for c in (
                                           'arousal', 'valence', 'speed', 'pitch', 'amplitude',
@@ -362,7 +365,7 @@ def test_vocabulary_keeps_polar_words_apart():
     positive, negative = set(demo.POSITIVE_WORDS), set(demo.NEGATIVE_WORDS)
     assert len(positive) == len(negative) == len(demo.POSITIVE_WORDS)
     assert not positive & negative
-    neutral = set(helper.normalise_words(' '.join(demo.TEMPLATES + demo.CAR_PARTS + demo.BRANDS)))
+    neutral = set(normalise_words(' '.join(demo.TEMPLATES + demo.CAR_PARTS + demo.BRANDS)))
     assert not neutral & (positive | negative)
 
 
@@ -382,7 +385,7 @@ def test_synthesis_is_cached_and_trimmed():
 def test_opinion_words_of_devel_and_test_recur_in_train(stats_corpus):
     """A model can only learn valence from words it met in training."""
     polar = set(demo.POSITIVE_WORDS) | set(demo.NEGATIVE_WORDS)
-    counts = {portion: {} for portion in helper.PORTIONS}
+    counts = {portion: {} for portion in defaults.PORTIONS}
     for video_id, portion in stats_corpus['partition'].items():
         for _, _, word in _video_words(stats_corpus, video_id):
             if word in polar:
@@ -445,7 +448,7 @@ def test_command_line_writes_the_corpus_and_refuses_foreign_flags(tmp_path):
                '--seconds_per_video', '8', '--workers', '1')
     assert done.returncode == 0, done.stderr
     assert 'demo corpus' in done.stderr and 'without a transcript' in done.stderr
-    assert helper.read_partition(helper.MuseLayout(muse).partition_path) == {'1': 'train',
+    assert paths.read_partition(paths.MuseLayout(muse).partition_path) == {'1': 'train',
                                                                              '2': 'devel'}
     foreign = run('--output_dir', muse, '--aligner', 'given')
     assert foreign.returncode != 0 and 'aligner' in foreign.stderr

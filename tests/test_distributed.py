@@ -1,4 +1,4 @@
-"""train.py on TensorFlow's distributed runtime (ser.cluster, ser.local_cluster):
+"""train.py on TensorFlow's distributed runtime (ser.cluster, tools.local_cluster):
 the cluster from flags or TF_CONFIG, placement, and 1 ps + 2 worker processes
 on 127.0.0.1: training to --max_steps, --sync_replicas, eval.py on the chief's
 checkpoint, and the fault cases (a worker or the chief killed and restarted,
@@ -14,7 +14,8 @@ import pytest
 
 import helper
 from ser import cluster
-from ser.local_cluster import LocalCluster, worker_steps
+from ser import paths
+from tools.local_cluster import LocalCluster, worker_steps
 
 tf = cluster.tf
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -152,7 +153,7 @@ def test_one_ps_two_workers_train_to_max_steps_and_eval_reads_the_chief(tiny_dat
     """Through the launcher of `make cluster-demo`."""
     train_dir, log_dir = str(tmp_path / 'checkpoints'), str(tmp_path / 'logs')
     launcher = subprocess.run(
-        [sys.executable, '-m', 'ser.local_cluster', '--num_ps', '1', '--num_workers', '2',
+        [sys.executable, '-m', 'tools.local_cluster', '--num_ps', '1', '--num_workers', '2',
          '--log_dir', log_dir, '--', '--dataset_dir', tiny_dataset, '--train_dir', train_dir,
          '--max_steps', '30'] + TRAIN_FLAGS,
         capture_output=True, text=True, timeout=600, cwd=REPO)
@@ -178,7 +179,7 @@ def test_one_ps_two_workers_train_to_max_steps_and_eval_reads_the_chief(tiny_dat
     assert result.returncode == 0, result.stderr[-3000:]
     report = helper.read_json(str(tmp_path / 'eval.json'))
     assert report['step'] == final
-    assert set(report['ccc']) == set(helper.DIMENSIONS)
+    assert set(report['ccc']) == set(paths.DIMENSIONS)
 
 
 @pytest.mark.slow

@@ -8,6 +8,8 @@ import sys
 import pytest
 
 import helper
+from ser import paths
+from ser.text import normalise_words
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,23 +93,23 @@ def test_read_table_rejects_bad_input(tmp_path, content, problem):
 def test_read_partition_validates_rows(tmp_path):
     path = tmp_path / 'partition.csv'
     path.write_text('Id,Proposal\n1,train\n2,devel\n3,test\n')
-    assert helper.read_partition(str(path)) == {'1': 'train', '2': 'devel', '3': 'test'}
+    assert paths.read_partition(str(path)) == {'1': 'train', '2': 'devel', '3': 'test'}
     path.write_text('Id,Proposal\n1,train\n2,holdout\n')
     with pytest.raises(helper.InputError, match="row 3: Proposal 'holdout'"):
-        helper.read_partition(str(path))
+        paths.read_partition(str(path))
     path.write_text('Id,Proposal\n1,train\n1,devel\n')
     with pytest.raises(helper.InputError, match='row 3: Id 1 listed twice'):
-        helper.read_partition(str(path))
+        paths.read_partition(str(path))
 
 
 def test_normalise_words_drops_fillers_and_punctuation():
-    assert helper.normalise_words("Well, <filler> the BMW's  engine -- is GREAT!") == [
+    assert normalise_words("Well, <filler> the BMW's  engine -- is GREAT!") == [
         'well', 'the', "bmw's", 'engine', 'is', 'great']
-    assert helper.normalise_words('<laughter> ... !') == []
+    assert normalise_words('<laughter> ... !') == []
 
 
 def test_muse_layout_paths_follow_the_distributed_package(tmp_path):
-    layout = helper.MuseLayout(str(tmp_path), 'c1_muse_wild')
+    layout = paths.MuseLayout(str(tmp_path), 'c1_muse_wild')
     task = os.path.join(str(tmp_path), 'c1_muse_wild')
     assert layout.partition_path == os.path.join(str(tmp_path), 'metadata', 'partition.csv')
     assert layout.transcript_path('12_3') == os.path.join(
@@ -117,7 +119,7 @@ def test_muse_layout_paths_follow_the_distributed_package(tmp_path):
 
 
 def test_segment_audio_found_in_any_container_and_listed_in_segment_order(tmp_path):
-    layout = helper.MuseLayout(str(tmp_path))
+    layout = paths.MuseLayout(str(tmp_path))
     audio_dir = layout.audio_dir('7')
     os.makedirs(audio_dir)
     for name in ['7_10.wav', '7_2.mp4', '7_1.wav', '._7_1.wav', '.DS_Store', '77_1.wav',
@@ -131,24 +133,24 @@ def test_segment_audio_found_in_any_container_and_listed_in_segment_order(tmp_pa
 
 
 def test_segment_names_split_on_the_last_underscore():
-    assert helper.segment_name('car_12', 4) == 'car_12_4'
-    assert helper.split_segment_name('car_12_4') == ('car_12', 4)
-    assert helper.video_of('12_0') == '12'
-    assert sorted(['10_1', '2_10', '2_9'], key=helper.segment_sort_key) == ['2_9', '2_10', '10_1']
+    assert paths.segment_name('car_12', 4) == 'car_12_4'
+    assert paths.split_segment_name('car_12_4') == ('car_12', 4)
+    assert paths.video_of('12_0') == '12'
+    assert sorted(['10_1', '2_10', '2_9'], key=paths.segment_sort_key) == ['2_9', '2_10', '10_1']
     for bad in ['12', '12_', '_3', '12_a']:
         with pytest.raises(ValueError, match='not a segment name'):
-            helper.split_segment_name(bad)
+            paths.split_segment_name(bad)
 
 
 def test_work_outputs_are_grouped_by_video(tmp_path):
     work = str(tmp_path)
-    assert helper.sync_map_path(work, '12_3') == os.path.join(work, 'sync_maps', '12', '12_3.csv')
-    assert helper.label_path(work, '12_3') == os.path.join(work, 'labels', '12', '12_3.csv')
+    assert paths.sync_map_path(work, '12_3') == os.path.join(work, 'sync_maps', '12', '12_3.csv')
+    assert paths.label_path(work, '12_3') == os.path.join(work, 'labels', '12', '12_3.csv')
     os.makedirs(os.path.join(work, 'labels', '12'))
     for name in ['12_10.csv', '12_3.csv', '.12_4.csv.x.tmp', '13_1.csv']:
         open(os.path.join(work, 'labels', '12', name), 'w').close()
-    assert helper.work_segments(helper.labels_dir(work), '12') == ['12_3', '12_10']
-    assert helper.work_segments(helper.labels_dir(work), '99') == []
+    assert paths.work_segments(paths.labels_dir(work), '12') == ['12_3', '12_10']
+    assert paths.work_segments(paths.labels_dir(work), '99') == []
 
 
 ENTRY_SCRIPT = """

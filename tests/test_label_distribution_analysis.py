@@ -9,8 +9,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-import helper
 from ser import distribution as analysis
+from ser import defaults
+from ser import paths
 from label_fixtures import run_script, write, write_labels, write_partition
 
 PARTITION = {'1': 'train', '2': 'train', '3': 'devel', '4': 'test', '5': 'test'}
@@ -30,14 +31,14 @@ def labelled(tmp_path):
         values = np.clip(rng.normal(centre, 0.25, (40 + 7 * number, 2)), -1, 1)
         write_labels(work_dir, recording_id, values)
         frames[portion].append(values)
-    write_partition(helper.partition_path(work_dir), PARTITION)
+    write_partition(paths.partition_path(work_dir), PARTITION)
     return work_dir, {portion: np.concatenate(v) for portion, v in frames.items()}
 
 
 def expected_rows(frames):
     return [(dimension, portion, len(values), np.mean(values[:, d]), np.std(values[:, d]),
              np.min(values[:, d]), np.max(values[:, d]))
-            for d, dimension in enumerate(helper.DIMENSIONS)
+            for d, dimension in enumerate(paths.DIMENSIONS)
             for portion, values in frames.items()]
 
 
@@ -46,7 +47,7 @@ def test_command_line_prints_and_writes_the_statistics_and_four_plots(labelled):
     result = run_script('label_distribution_analysis.py', '--work_dir', work_dir,
                         '--bins', '20')
     assert result.returncode == 0, result.stderr
-    plot_dir = helper.plots_dir(work_dir)
+    plot_dir = paths.plots_dir(work_dir)
     assert sorted(os.listdir(plot_dir)) == PLOTS  # and no temporary file left behind
 
     printed = [line.split() for line in result.stdout.strip().splitlines()]
@@ -73,11 +74,11 @@ def test_command_line_prints_and_writes_the_statistics_and_four_plots(labelled):
 @pytest.mark.parametrize('density', [True, False])
 def test_curves_share_bins_and_are_densities_or_counts(labelled, density):
     _, frames = labelled
-    for d in range(len(helper.DIMENSIONS)):
+    for d in range(len(paths.DIMENSIONS)):
         edges, curves = analysis.distribution_curves(frames, d, 12, density)
         everything = np.concatenate([values[:, d] for values in frames.values()])
         np.testing.assert_allclose(edges, np.linspace(everything.min(), everything.max(), 13))
-        assert list(curves) == list(helper.PORTIONS)
+        assert list(curves) == list(defaults.PORTIONS)
         for portion, curve in curves.items():
             np.testing.assert_allclose(
                 curve, np.histogram(frames[portion][:, d], bins=edges, density=density)[0])
@@ -89,19 +90,19 @@ def test_curves_share_bins_and_are_densities_or_counts(labelled, density):
 
 def test_videos_without_labels_are_errors_naming_every_folder(labelled):
     work_dir, _ = labelled
-    missing = [os.path.join(helper.labels_dir(work_dir), i) for i in ('3', '5')]
+    missing = [os.path.join(paths.labels_dir(work_dir), i) for i in ('3', '5')]
     for path in missing:
         shutil.rmtree(path)
     result = run_script('label_distribution_analysis.py', '--work_dir', work_dir)
     assert result.returncode == 1
     for path in missing:
         assert '%s: no segment label files' % path in result.stderr
-    assert not os.path.exists(helper.plots_dir(work_dir))
+    assert not os.path.exists(paths.plots_dir(work_dir))
 
 
 def test_bad_labels_row_is_an_error_naming_file_and_row(labelled):
     work_dir, _ = labelled
-    path = helper.label_path(work_dir, '4_2')
+    path = paths.label_path(work_dir, '4_2')
     with open(path, encoding='utf-8') as handle:
         lines = handle.read().splitlines(keepends=True)
     lines[2] = '250,nan,0.1\n'

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile
 
-import helper
 from label_fixtures import run_script, write, write_partition
+from ser import muse
+from ser import paths
 
 HEADER = 'timestamp,value,segment_id\n'
 # Two segments repeating their boundary timestamp (1500 ms), as MuSe-CaR does;
@@ -27,13 +28,13 @@ def add_video(layout, video_id, arousal=AROUSAL, valence=VALENCE, segments=(1, 2
     os.makedirs(layout.audio_dir(video_id), exist_ok=True)
     for segment in segments:
         soundfile.write(os.path.join(layout.audio_dir(video_id),
-                                     helper.segment_name(video_id, segment) + '.wav'),
+                                     paths.segment_name(video_id, segment) + '.wav'),
                         np.zeros(8000, dtype=np.float32), 16000)
 
 
 @pytest.fixture
 def layout(tmp_path):
-    layout = helper.MuseLayout(str(tmp_path / 'MuSe-CaR'))
+    layout = paths.MuseLayout(str(tmp_path / 'MuSe-CaR'))
     write_partition(layout.partition_path, {'1': 'train', '2': 'devel', '3': 'test'})
     return layout
 
@@ -44,7 +45,7 @@ def run(layout, work_dir, *extra):
 
 
 def read_output(work_dir, name):
-    with open(helper.label_path(work_dir, name), encoding='utf-8') as handle:
+    with open(paths.label_path(work_dir, name), encoding='utf-8') as handle:
         return handle.read()
 
 
@@ -55,8 +56,8 @@ def test_segments_are_joined_relative_to_their_start_with_the_boundary_in_both(l
     result = run(layout, work_dir)
     assert result.returncode == 0, result.stderr
     assert {name: read_output(work_dir, name) for name in EXPECTED} == EXPECTED
-    assert helper.read_labels(helper.label_path(work_dir, '1_2'))[0].tolist() == [0, 250]
-    assert not os.path.exists(os.path.join(helper.labels_dir(work_dir), '3'))
+    assert muse.read_labels(paths.label_path(work_dir, '1_2'))[0].tolist() == [0, 250]
+    assert not os.path.exists(os.path.join(paths.labels_dir(work_dir), '3'))
     assert '2 segment(s) written, 0 skipped' in result.stderr
     assert '2 video(s) without label files' in result.stderr
 
@@ -65,7 +66,7 @@ def test_rerun_skips_and_overwrite_rewrites(layout, tmp_path):
     add_video(layout, '1')
     work_dir = str(tmp_path / 'work')
     assert run(layout, work_dir).returncode == 0
-    write(helper.label_path(work_dir, '1_1'), 'timestamp,arousal,valence\n0,9,9\n')
+    write(paths.label_path(work_dir, '1_1'), 'timestamp,arousal,valence\n0,9,9\n')
     again = run(layout, work_dir)
     assert '0 segment(s) written, 2 skipped' in again.stderr
     assert read_output(work_dir, '1_1').endswith('0,9,9\n')
@@ -87,8 +88,8 @@ def test_bad_segments_are_named_the_others_written_and_a_rerun_resumes(layout, t
     assert '%s, row 7: label rows of segment 3, which has no audio file' % (
         layout.label_path('arousal', '2')) in result.stderr
     assert '3 segment(s) written, 0 skipped' in result.stderr and ', 2 failed;' in result.stderr
-    assert sorted(os.listdir(os.path.join(helper.labels_dir(work_dir), '1'))) == ['1_1.csv']
-    assert sorted(os.listdir(os.path.join(helper.labels_dir(work_dir), '2'))) == ['2_1.csv',
+    assert sorted(os.listdir(os.path.join(paths.labels_dir(work_dir), '1'))) == ['1_1.csv']
+    assert sorted(os.listdir(os.path.join(paths.labels_dir(work_dir), '2'))) == ['2_1.csv',
                                                                                    '2_2.csv']
     add_video(layout, '1')
     again = run(layout, work_dir, '--ids', '1')
@@ -113,7 +114,7 @@ def test_unreadable_label_files_are_errors_naming_file_and_row(layout, tmp_path,
     located = path if where[1] is None else '%s, row %d' % (path, where[1])
     assert '%s: %s' % (located, problem) in result.stderr or (
         located in result.stderr and problem in result.stderr)
-    assert not os.path.exists(os.path.join(helper.labels_dir(work_dir), '1'))
+    assert not os.path.exists(os.path.join(paths.labels_dir(work_dir), '1'))
     assert read_output(work_dir, '2_1') == EXPECTED['1_1']
 
 

@@ -7,15 +7,16 @@ import ast
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Lowest first. Scripts (top-level files with a __main__) and bench/ are above them all.
+# Lowest first. Scripts (top-level files with a __main__), bench/ and tools/ are above them all.
 LAYERS = (
     ('defaults', {'ser.defaults'}),
-    ('foundation', {'helper'}),
+    ('foundation', {'helper', 'ser.host', 'ser.text'}),
+    ('paths and precision', {'ser.paths', 'ser.mixed_precision'}),
     ('formats, text and audio', {
         'ser.audio', 'ser.embeddings', 'ser.records', 'ser.dataset', 'ser.muse',
         'ser.pronunciation', 'ser.phonetic_alignment', 'ser.alignment', 'ser.recognition',
-        'ser.emotion', 'ser.partition', 'ser.distribution', 'ser.demo_corpus'}),
-    ('the model', {'models', 'losses', 'data_provider', 'ser.cluster'}),
+        'ser.emotion', 'ser.partition', 'ser.distribution'}),
+    ('the model', {'models', 'losses', 'data_provider', 'ser.checkpoints', 'ser.cluster'}),
     ('running the model', {
         'ser.inference', 'ser.training', 'ser.evaluation', 'ser.export', 'ser.sync_maps',
         'ser.generation', 'ser.streaming', 'ser.isolated_alignment', 'ser.ablation'}),
@@ -59,7 +60,7 @@ def layer_of(module):
 
 
 def is_tool(module):
-    if module.startswith('bench.'):
+    if module.startswith(('bench.', 'tools.')):
         return True
     with open(MODULES[module], encoding='utf-8') as handle:
         return "if __name__ == '__main__':" in handle.read()

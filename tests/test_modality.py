@@ -20,6 +20,8 @@ import data_provider
 import helper
 import models
 from ser import ablation, evaluation, export, inference, training
+from ser import checkpoints
+from ser import paths
 
 tf = models.tf
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,11 +123,11 @@ def test_an_unknown_modality_is_refused():
 def test_model_json_without_modality_means_both(tmp_path):
     helper.write_json(str(tmp_path / 'model.json'),
                       {'hidden_units': 16, 'frame_samples': S, 'embedding_dim': E})
-    assert models.read_model_config(str(tmp_path))['modality'] == 'both'
+    assert checkpoints.read_model_config(str(tmp_path))['modality'] == 'both'
     helper.write_json(str(tmp_path / 'model.json'), {'hidden_units': 16, 'frame_samples': S,
                                                      'embedding_dim': E, 'modality': 'video'})
     with pytest.raises(helper.InputError, match='video'):
-        models.read_model_config(str(tmp_path))
+        checkpoints.read_model_config(str(tmp_path))
 
 
 def test_ablation_knows_the_models_modalities_and_window_schemes():
@@ -190,7 +192,7 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
     for modality in models.MODALITIES:
         for seed in SEEDS:
             directory = run_dir(ablation_run, modality, seed)
-            assert models.read_model_config(directory)['modality'] == modality
+            assert checkpoints.read_model_config(directory)['modality'] == modality
             # The schedule's training options reach train.py.
             log = open(os.path.join(directory, 'log_train.txt'), encoding='utf-8').read()
             for option in ('windows = per_segment', 'precision = auto', 'skip_padding = False'):
@@ -203,7 +205,7 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
         summary = results['summary'][modality]
         assert summary['seeds'] == list(SEEDS)
         cells = []
-        for name in helper.DIMENSIONS + ('mean_ccc',):
+        for name in paths.DIMENSIONS + ('mean_ccc',):
             values = [scores[modality, seed][name] for seed in SEEDS]
             assert summary[name]['mean'] == pytest.approx(np.mean(values), abs=1e-9)
             assert summary[name]['std'] == pytest.approx(np.std(values, ddof=1), abs=1e-9)
@@ -212,7 +214,7 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
         # The report's table shows the same numbers.
         assert '| %s | %s |' % (modality, ' | '.join(cells)) in report
     for first, second in ablation.COMPARISONS:
-        for name in helper.DIMENSIONS:
+        for name in paths.DIMENSIONS:
             paired = [scores[first, seed][name] - scores[second, seed][name] for seed in SEEDS]
             difference = results['differences']['%s-%s' % (first, second)][name]
             assert difference['mean'] == pytest.approx(np.mean(paired), abs=1e-9)
@@ -289,7 +291,7 @@ def test_train_refuses_to_resume_with_another_modality(ablation_run, tiny_datase
     with pytest.raises(helper.InputError,
                        match="trained with modality 'text', not --modality=both"):
         training.prepare_train_dir(tiny_dataset, train_dir, 16, 'both')
-    assert models.read_model_config(train_dir)['modality'] == 'text'
+    assert checkpoints.read_model_config(train_dir)['modality'] == 'text'
     training.prepare_train_dir(tiny_dataset, train_dir, 16, 'text')
 
 
@@ -372,7 +374,8 @@ def test_export_keeps_the_modality_in_its_graph(ablation_run, tiny_recordings, t
     samples, words = tiny_recordings[RECORDING]['samples'], tiny_recordings[RECORDING]['words']
     checkpoint = run_dir(ablation_run, 'text')
     version_dir = export.export(checkpoint, None, str(tmp_path / 'exported'))
-    assert models.read_model_config(os.path.join(version_dir, 'assets.extra'))['modality'] == 'text'
+    config = checkpoints.read_model_config(os.path.join(version_dir, 'assets.extra'))
+    assert config['modality'] == 'text'
     with inference.Predictor.from_checkpoint(checkpoint, device=-1) as from_checkpoint:
         expected = from_checkpoint.timeline(samples, words)[1]
     with inference.Predictor.from_saved_model(version_dir, device=-1) as served:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import models
+from ser import checkpoints
 
 tf = models.tf
 
@@ -335,9 +336,9 @@ def test_checkpoint_path_lists_the_existing_steps(tmp_path):
         for suffix in ('.index', '.meta', '.data-00000-of-00001'):
             (tmp_path / ('model.ckpt-%d%s' % (step, suffix))).write_text('')
     (tmp_path / '.model.ckpt-999.index').write_text('')   # hidden: ignored
-    assert models.available_steps(str(tmp_path)) == [10, 30, 200]
-    assert models.checkpoint_path(str(tmp_path)) == (str(tmp_path / 'model.ckpt-200'), 200)
-    assert models.checkpoint_path(str(tmp_path), 30) == (str(tmp_path / 'model.ckpt-30'), 30)
-    assert len(models.checkpoint_files(str(tmp_path / 'model.ckpt-30'))) == 3
+    assert checkpoints.available_steps(str(tmp_path)) == [10, 30, 200]
+    assert checkpoints.checkpoint_path(str(tmp_path)) == (str(tmp_path / 'model.ckpt-200'), 200)
+    assert checkpoints.checkpoint_path(str(tmp_path), 30) == (str(tmp_path / 'model.ckpt-30'), 30)
+    assert len(checkpoints.checkpoint_files(str(tmp_path / 'model.ckpt-30'))) == 3
     with pytest.raises(models.helper.InputError, match='available steps: 10, 30, 200'):
-        models.checkpoint_path(str(tmp_path), 20)
+        checkpoints.checkpoint_path(str(tmp_path), 20)

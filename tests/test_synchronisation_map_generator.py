@@ -13,7 +13,10 @@ import pytest
 import soundfile
 
 import helper
-from ser import alignment, demo_corpus, muse, sync_maps
+from ser import alignment, muse, sync_maps
+from ser import paths
+from ser.text import normalise_words
+from tools import demo_corpus
 from label_fixtures import run_script, write
 
 SCRIPT = 'synchronisation_map_generator.py'
@@ -28,7 +31,7 @@ def run(muse_dir, work_dir, *extra):
 
 
 def read_sync_map(work_dir, name):
-    return helper.read_table(helper.sync_map_path(work_dir, name), SYNC_COLUMNS)
+    return helper.read_table(paths.sync_map_path(work_dir, name), SYNC_COLUMNS)
 
 
 @pytest.fixture(scope='module')
@@ -37,7 +40,7 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp('sync_corpus')
     muse_dir, truth_dir = str(root / 'MuSe-CaR'), str(root / 'truth')
     demo_corpus.generate_corpus(muse_dir, truth_dir, 4, 20.0, seed=1)
-    return {'muse': muse_dir, 'truth': truth_dir, 'layout': helper.MuseLayout(muse_dir),
+    return {'muse': muse_dir, 'truth': truth_dir, 'layout': paths.MuseLayout(muse_dir),
             'segments': helper.read_table(os.path.join(truth_dir, 'segments.csv'),
                                           SEGMENT_COLUMNS)}
 
@@ -52,7 +55,7 @@ def given(corpus, tmp_path_factory):
 def copy_corpus(corpus, tmp_path):
     copy = str(tmp_path / 'MuSe-CaR')
     shutil.copytree(corpus['muse'], copy)
-    return copy, helper.MuseLayout(copy)
+    return copy, paths.MuseLayout(copy)
 
 
 def shift_transcripts(layout, names, milliseconds):
@@ -73,7 +76,7 @@ def test_given_sync_maps_equal_the_given_word_times_to_1ms(corpus, given):
     assert process.returncode == 0, process.stderr
     layout, checked = corpus['layout'], 0
     for _, name, start_ms, _, has_transcript in corpus['segments']:
-        with open(helper.sync_map_path(work_dir, name), encoding='utf-8') as handle:
+        with open(paths.sync_map_path(work_dir, name), encoding='utf-8') as handle:
             assert handle.readline() == 'id,start,end,word\n'
         rows = read_sync_map(work_dir, name)
         if not has_transcript:
@@ -81,7 +84,7 @@ def test_given_sync_maps_equal_the_given_word_times_to_1ms(corpus, given):
             continue
         expected = [((w.start - start_ms) / 1000, (w.end - start_ms) / 1000, word)
                     for w in muse.read_transcript(layout.transcript_path(name))
-                    for word in helper.normalise_words(w.token)]
+                    for word in normalise_words(w.token)]
         assert [row[0] for row in rows] == ['w%d' % i for i in range(len(rows))]
         assert [row[3] for row in rows] == [word for _, _, word in expected]
         np.testing.assert_allclose([row[1:3] for row in rows],
@@ -117,14 +120,14 @@ def test_segment_relative_times_and_duration_mismatch_are_found_and_counted(corp
     soundfile.write(audio, np.concatenate([samples, np.zeros((2 * rate,) + samples.shape[1:],
                                                              dtype='int16')]), rate)
     work_dir = str(tmp_path / 'work')
-    process = run(muse_dir, work_dir, '--ids', helper.video_of(later[1]))
+    process = run(muse_dir, work_dir, '--ids', paths.video_of(later[1]))
     assert process.returncode == 0, process.stderr
     assert 'as segment-relative in 1' in process.stderr
     assert '1 whose audio and label span differ by > 1 s' in process.stderr
     assert '%s: audio lasts' % audio in process.stderr
     expected = [((w.start - later[2]) / 1000, word)
                 for w in muse.read_transcript(corpus['layout'].transcript_path(later[1]))
-                for word in helper.normalise_words(w.token)]
+                for word in normalise_words(w.token)]
     rows = read_sync_map(work_dir, later[1])
     np.testing.assert_allclose([row[1] for row in rows], [t for t, _ in expected], atol=0.0005)
 
@@ -136,9 +139,9 @@ def test_realignment_recovers_words_whose_given_times_are_400ms_late(corpus, tmp
     muse_dir, layout = copy_corpus(corpus, tmp_path)
     # Labelled videos only: an unlabelled segment would be placed by its words,
     # which takes up most of a shift common to all of them.
-    partition = helper.read_partition(layout.partition_path)
+    partition = paths.read_partition(layout.partition_path)
     with_text = [row[1] for row in corpus['segments'] if row[4]]
-    named = [name for name in with_text if partition[helper.video_of(name)] != 'test']
+    named = [name for name in with_text if partition[paths.video_of(name)] != 'test']
     shift_transcripts(layout, named, 400)
     results = {}
     for aligner in ('given', 'phonetic', 'aeneas'):
@@ -168,7 +171,7 @@ def test_the_phonetic_aligner_refuses_a_language_it_does_not_speak(corpus, tmp_p
     process = run(corpus['muse'], str(tmp_path), '--aligner', 'phonetic', '--language', 'deu')
     assert process.returncode != 0
     assert '--aligner phonetic aligns English only' in process.stderr
-    assert not os.path.exists(helper.sync_maps_dir(str(tmp_path)))
+    assert not os.path.exists(paths.sync_maps_dir(str(tmp_path)))
 
 
 # --------------------------------------------------------------------------
@@ -182,7 +185,7 @@ def test_bad_segments_are_reported_the_others_done_and_a_rerun_resumes(corpus, t
     header = 'start,end,segment_id,word\n'
     bad = dict(zip(['columns', 'number', 'backwards', 'latin1', 'missing', 'truncated'],
                    with_text))
-    segment = {key: helper.split_segment_name(name)[1] for key, name in bad.items()}
+    segment = {key: paths.split_segment_name(name)[1] for key, name in bad.items()}
     write(layout.transcript_path(bad['columns']), header + '100,300,%d\n' % segment['columns'])
     write(layout.transcript_path(bad['number']),
           header + '100,300,%d,The\n400,later,%d,car\n' % (segment['number'], segment['number']))
@@ -214,7 +217,7 @@ def test_bad_segments_are_reported_the_others_done_and_a_rerun_resumes(corpus, t
     total = len(corpus['segments'])
     assert '%d segment(s) done, 0 skipped' % (total - 6) in log and ', 6 failed;' in log
     for key, name in bad.items():
-        assert not os.path.exists(helper.sync_map_path(work_dir, name)), key
+        assert not os.path.exists(paths.sync_map_path(work_dir, name)), key
     leftovers = [n for _, _, names in os.walk(work_dir) for n in names if n.endswith('.tmp')]
     assert leftovers == []
 
@@ -230,9 +233,9 @@ def test_ids_overwrite_and_foreign_flags(corpus, tmp_path):
     work_dir = str(tmp_path / 'work')
     names = corpus['layout'].audio_segments('2')
     assert run(corpus['muse'], work_dir, '--ids', '2').returncode == 0
-    assert sorted(os.listdir(helper.sync_maps_dir(work_dir))) == ['2']
-    assert helper.work_segments(helper.sync_maps_dir(work_dir), '2') == names
-    stale = helper.sync_map_path(work_dir, names[0])
+    assert sorted(os.listdir(paths.sync_maps_dir(work_dir))) == ['2']
+    assert paths.work_segments(paths.sync_maps_dir(work_dir), '2') == names
+    stale = paths.sync_map_path(work_dir, names[0])
     write(stale, 'id,start,end,word\nw0,0,1,stale\n')
     kept = run(corpus['muse'], work_dir, '--ids', '2')
     assert '0 segment(s) done, %d skipped' % len(names) in kept.stderr
@@ -249,7 +252,7 @@ def test_ids_overwrite_and_foreign_flags(corpus, tmp_path):
 
 def test_interrupted_write_leaves_no_file(corpus, tmp_path, monkeypatch):
     name = corpus['layout'].audio_segments('1')[0]
-    output = helper.sync_map_path(str(tmp_path / 'work'), name)
+    output = paths.sync_map_path(str(tmp_path / 'work'), name)
     real_writer = helper.csv.writer
 
     class DyingWriter:

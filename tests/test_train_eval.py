@@ -17,7 +17,9 @@ import pytest
 import helper
 import losses
 import models
+from ser import checkpoints
 from ser import evaluation, training
+from ser import mixed_precision
 from ser.dataset import DatasetInfo
 
 tf = models.tf
@@ -115,10 +117,10 @@ def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
     assert helper.read_json(os.path.join(train_dir, 'dataset.json'))['embeddings'] == \
         os.path.relpath(original.embeddings_path, train_dir)
     # The default precision, auto, is what the machine runs natively.
-    in_use = helper.choose_precision('auto', -1)
-    assert models.read_model_config(train_dir) == {'hidden_units': 32, 'frame_samples': 250,
-                                                   'embedding_dim': 8, 'modality': 'both',
-                                                   'precision': in_use}
+    in_use = mixed_precision.choose_precision('auto', -1)
+    assert checkpoints.read_model_config(train_dir) == {'hidden_units': 32, 'frame_samples': 250,
+                                                        'embedding_dim': 8, 'modality': 'both',
+                                                        'precision': in_use}
     lines = log.splitlines()
     assert lines[0].startswith('==== train.py run 20')
     for expected in ('max_steps = %d' % FIRST_STEPS, 'sequence_length = 16', 'batch_size = 2',
@@ -134,14 +136,14 @@ def test_train_writes_checkpoints_log_and_dataset_copy(first_run, tiny_dataset):
 
 @pytest.mark.slow
 def test_train_resumes_from_the_latest_checkpoint(resumed_run):
-    assert models.available_steps(resumed_run)[-2:] == [FIRST_STEPS, RESUMED_STEPS]
+    assert checkpoints.available_steps(resumed_run)[-2:] == [FIRST_STEPS, RESUMED_STEPS]
     with open(os.path.join(resumed_run, 'log_train.txt')) as handle:
         log = handle.read()
     runs = log.split('==== train.py run')
     assert len(runs) == 3
     for expected in ('sequence_length = 24', 'windows = packed', 'precision in use = bf16'):
         assert expected in runs[2].splitlines(), expected
-    assert models.read_model_config(resumed_run)['precision'] == 'bf16'
+    assert checkpoints.read_model_config(resumed_run)['precision'] == 'bf16'
     # bf16 is arithmetic inside the graph: the variables stay float32.
     reader = tf.train.NewCheckpointReader(os.path.join(resumed_run,
                                                        'model.ckpt-%d' % RESUMED_STEPS))
@@ -175,7 +177,7 @@ def test_train_stops_cleanly_on_ctrl_c(tiny_dataset, tmp_path):
     last = open(log_path).read().splitlines()[-1]
     assert last.endswith('(interrupted)')
     step = int(last.split()[3])
-    assert step >= 2 and models.available_steps(train_dir)[-1] == step
+    assert step >= 2 and checkpoints.available_steps(train_dir)[-1] == step
 
 
 @pytest.mark.slow
@@ -211,7 +213,7 @@ AVX512_ONLY = {'avx2', 'avx512f', 'avx512_vnni'}
     ('fp32', (8, 0), AMX_XEON, True, 'fp32'),
 ])
 def test_precision_follows_what_the_machine_runs_natively(requested, gpu, cpu, onednn, chosen):
-    assert helper.decide_precision(requested, gpu, cpu, onednn) == chosen
+    assert mixed_precision.decide_precision(requested, gpu, cpu, onednn) == chosen
 
 
 @pytest.mark.parametrize('requested, gpu, onednn, problem', [
@@ -222,14 +224,14 @@ def test_precision_follows_what_the_machine_runs_natively(requested, gpu, cpu, o
 ])
 def test_a_precision_the_device_cannot_run_is_refused(requested, gpu, onednn, problem):
     with pytest.raises(helper.InputError, match='--precision: .*' + problem):
-        helper.decide_precision(requested, gpu, AMX_XEON, onednn)
+        mixed_precision.decide_precision(requested, gpu, AMX_XEON, onednn)
 
 
 def test_session_config_turns_on_the_matching_rewrite():
     from tensorflow.core.protobuf import rewriter_config_pb2
     on = rewriter_config_pb2.RewriterConfig.ON
-    fp32 = helper.session_config(-1).graph_options.rewrite_options
-    bf16 = helper.session_config(-1, precision='bf16').graph_options.rewrite_options
+    fp32 = mixed_precision.session_config(-1).graph_options.rewrite_options
+    bf16 = mixed_precision.session_config(-1, precision='bf16').graph_options.rewrite_options
     assert fp32.auto_mixed_precision_onednn_bfloat16 != on and fp32.auto_mixed_precision != on
     assert bf16.auto_mixed_precision_onednn_bfloat16 == on and bf16.auto_mixed_precision != on
 
@@ -245,7 +247,7 @@ def bfloat16_nodes(precision):
                  'mask': tf.ones([2, 6])}
         train_op, _, _ = training.training_step(batch, training.Settings(hidden_units=8))
         metadata = tf.RunMetadata()
-        with tf.Session(config=helper.session_config(-1, precision=precision)) as session:
+        with tf.Session(config=mixed_precision.session_config(-1, precision=precision)) as session:
             session.run(tf.global_variables_initializer())
             session.run(train_op, options=tf.RunOptions(output_partition_graphs=True),
                         run_metadata=metadata)
@@ -297,7 +299,7 @@ def test_eval_is_repeatable_and_its_ccc_matches_its_predictions(resumed_run, tin
     metrics = helper.read_json(os.path.join(outputs[0], 'metrics.json'))
     assert metrics['portion'] == 'train' and metrics['step'] == RESUMED_STEPS
     # eval.py's own precision (auto by default), whatever the checkpoint was trained in.
-    assert metrics['precision'] == helper.choose_precision('auto', -1)
+    assert metrics['precision'] == mixed_precision.choose_precision('auto', -1)
     assert metrics['checkpoint'].endswith('model.ckpt-%d' % RESUMED_STEPS)
     assert metrics['segments'] == 3
     # Whole segments, every frame once, in order, nothing padded.
@@ -335,7 +337,7 @@ def test_eval_default_portion_writes_a_plot_per_segment(resumed_run, tiny_datase
 def test_eval_missing_step_lists_the_existing_ones(resumed_run, tiny_dataset, tmp_path):
     result = run_eval(tiny_dataset, resumed_run, str(tmp_path), '--steps', 3, check=False)
     assert result.returncode != 0
-    steps = ', '.join(map(str, models.available_steps(resumed_run)))
+    steps = ', '.join(map(str, checkpoints.available_steps(resumed_run)))
     assert 'no checkpoint for step 3; available steps: %s' % steps in result.stderr
     assert not os.path.exists(str(tmp_path / 'metrics.json'))
 
@@ -360,9 +362,9 @@ def test_eval_watch_keeps_the_best_checkpoint(resumed_run, tiny_dataset, tmp_pat
     assert best['step'] == RESUMED_STEPS and best['portion'] == 'devel'
     assert best['mean_ccc'] == metrics['mean_ccc']
     # best/ is a checkpoint directory of its own.
-    assert models.checkpoint_path(best_dir) == (os.path.join(best_dir, 'model.ckpt-%d'
-                                                             % RESUMED_STEPS), RESUMED_STEPS)
-    assert models.read_model_config(best_dir) == models.read_model_config(checkpoint_dir)
+    assert checkpoints.checkpoint_path(best_dir) == (os.path.join(best_dir, 'model.ckpt-%d'
+                                                                  % RESUMED_STEPS), RESUMED_STEPS)
+    assert checkpoints.read_model_config(best_dir) == checkpoints.read_model_config(checkpoint_dir)
     assert tf.train.latest_checkpoint(best_dir).endswith('model.ckpt-%d' % RESUMED_STEPS)
     assert not os.path.exists(os.path.join(best_dir, '.staging'))
 

@@ -11,7 +11,10 @@ import pytest
 import soundfile
 
 import helper
-from ser import demo_corpus, muse, sync_maps
+from ser import muse, sync_maps
+from ser import paths
+from ser.text import normalise_words
+from tools import demo_corpus
 from label_fixtures import run_script, write
 
 SYNC_COLUMNS = [('id', str), ('start', float), ('end', float), ('word', str)]
@@ -29,11 +32,11 @@ def given_times(layout, name, start_ms):
     segment starting at start_ms."""
     return [((w.start - start_ms) / 1000, (w.end - start_ms) / 1000, word)
             for w in muse.read_transcript(layout.transcript_path(name))
-            for word in helper.normalise_words(w.token)]
+            for word in normalise_words(w.token)]
 
 
 def assert_sync_map_is(work_dir, name, expected):
-    rows = helper.read_table(helper.sync_map_path(work_dir, name), SYNC_COLUMNS)
+    rows = helper.read_table(paths.sync_map_path(work_dir, name), SYNC_COLUMNS)
     assert [row[3] for row in rows] == [word for _, _, word in expected], name
     np.testing.assert_allclose([row[1:3] for row in rows], [row[:2] for row in expected],
                                atol=0.0005, err_msg=name)
@@ -63,7 +66,7 @@ def test_a_start_from_the_words_is_the_median_offset_on_the_label_grid():
 
 
 def test_feature_files_give_each_segment_its_timestamps_from_the_first_two_columns(tmp_path):
-    layout = helper.MuseLayout(str(tmp_path))
+    layout = paths.MuseLayout(str(tmp_path))
     root = os.path.join(layout.task_path, 'feature_segments', 'label_aligned')
     assert muse.label_aligned_path(layout, '7') is None
     write(os.path.join(root, 'vggish', '7.csv'), 'x\n')
@@ -99,9 +102,9 @@ def test_a_segment_whose_words_fit_both_readings_gets_video_times(tmp_path):
     """Through the script: labels put segment 2 at 1000 ms; its sync map
     holds the words 1 s earlier than their video times."""
     muse_dir = str(tmp_path / 'MuSe-CaR')
-    layout = helper.MuseLayout(muse_dir)
+    layout = paths.MuseLayout(muse_dir)
     write(layout.partition_path, 'Id,Proposal\n9,train\n')
-    for dimension in helper.DIMENSIONS:
+    for dimension in paths.DIMENSIONS:
         write(layout.label_path(dimension, '9'), 'timestamp,value,segment_id\n' + ''.join(
             '%d,0.1,%d\n' % (t, segment) for segment, times in ((1, range(0, 1001, 250)),
                                                                (2, range(1000, 7001, 250)))
@@ -131,8 +134,8 @@ def late(tmp_path_factory):
     muse_dir, truth_dir = str(root / 'MuSe-CaR'), str(root / 'truth')
     demo_corpus.generate_corpus(muse_dir, truth_dir, 6, 15.0, seed=1, late_unlabelled=True,
                                 label_aligned_features=True)
-    layout = helper.MuseLayout(muse_dir)
-    partition = helper.read_partition(layout.partition_path)
+    layout = paths.MuseLayout(muse_dir)
+    partition = paths.read_partition(layout.partition_path)
     segments = helper.read_table(os.path.join(truth_dir, 'segments.csv'), SEGMENT_COLUMNS)
     unlabelled = [row[1] for row in segments if partition[row[0]] == 'test' and row[4]]
     return {'muse': muse_dir, 'truth': truth_dir, 'layout': layout, 'unlabelled': unlabelled,
@@ -142,8 +145,8 @@ def late(tmp_path_factory):
 def copy_without_features(late, tmp_path):
     copy = str(tmp_path / 'MuSe-CaR')
     shutil.copytree(late['muse'], copy)
-    shutil.rmtree(os.path.join(helper.MuseLayout(copy).task_path, 'feature_segments'))
-    return copy, helper.MuseLayout(copy)
+    shutil.rmtree(os.path.join(paths.MuseLayout(copy).task_path, 'feature_segments'))
+    return copy, paths.MuseLayout(copy)
 
 
 @pytest.mark.slow
@@ -152,11 +155,11 @@ def test_the_corpus_s_unlabelled_videos_start_late_and_have_features(late):
     assert late['unlabelled']
     for name in late['unlabelled']:
         assert late['starts'][name] > 0
-        video_id = helper.video_of(name)
+        video_id = paths.video_of(name)
         assert not os.path.exists(layout.label_path('arousal', video_id))
-        assert helper.split_segment_name(layout.audio_segments(video_id)[0])[1] == 2
+        assert paths.split_segment_name(layout.audio_segments(video_id)[0])[1] == 2
         rows = muse.read_feature_segments(muse.label_aligned_path(layout, video_id))
-        assert rows[helper.split_segment_name(name)[1]][0].timestamp == late['starts'][name]
+        assert rows[paths.split_segment_name(name)[1]][0].timestamp == late['starts'][name]
 
 
 @pytest.mark.slow
@@ -186,17 +189,17 @@ def test_a_segment_that_cannot_be_placed_is_a_warning_not_a_failure(late, tmp_pa
         '%d,%d,%d,"%s"\n' % (w.start + 4000 * (i % 2), w.end + 4000 * (i % 2), w.segment, w.token)
         for i, w in enumerate(words)))
     work_dir = str(tmp_path / 'work')
-    process = run_sync_maps(muse_dir, work_dir, '--ids', helper.video_of(name))
+    process = run_sync_maps(muse_dir, work_dir, '--ids', paths.video_of(name))
     assert process.returncode == 0, process.stderr
     assert 'segment %s cannot be placed in its video' % name in process.stderr
     assert '1 could not be placed (warned)' in process.stderr
-    rows = helper.read_table(helper.sync_map_path(work_dir, name), SYNC_COLUMNS)
+    rows = helper.read_table(paths.sync_map_path(work_dir, name), SYNC_COLUMNS)
     assert [row[3] for row in rows] == [w for _, _, w in given_times(layout, name, 0)]
 
 
 def test_a_segment_of_fillers_only_needs_no_place(tmp_path):
     muse_dir = str(tmp_path / 'MuSe-CaR')
-    layout = helper.MuseLayout(muse_dir)
+    layout = paths.MuseLayout(muse_dir)
     write(layout.partition_path, 'Id,Proposal\n8,test\n')
     os.makedirs(layout.audio_dir('8'), exist_ok=True)
     soundfile.write(os.path.join(layout.audio_dir('8'), '8_3.wav'),
@@ -206,7 +209,7 @@ def test_a_segment_of_fillers_only_needs_no_place(tmp_path):
     process = run_sync_maps(muse_dir, work_dir)
     assert process.returncode == 0, process.stderr
     assert 'cannot be placed' not in process.stderr
-    assert helper.read_table(helper.sync_map_path(work_dir, '8_3'), SYNC_COLUMNS) == []
+    assert helper.read_table(paths.sync_map_path(work_dir, '8_3'), SYNC_COLUMNS) == []
 
 
 @pytest.mark.slow

@@ -85,6 +85,9 @@ import wave
 import numpy as np
 
 import helper
+from ser import paths
+from ser import defaults
+from ser.text import normalise_words
 
 # --------------------------------------------------------------------------
 # Vocabulary. Opinion words carry valence; everything else is neutral.
@@ -327,7 +330,7 @@ def _place_words(rng, tokens, voice, prosody_values, cursor):
             gap, filler = rng.uniform(*FILLER_PAUSE), True
             continue
         first = len(placed)
-        for word in helper.normalise_words(token):
+        for word in normalise_words(token):
             if placed:
                 if filler:
                     spans.append((placed[-1][1], placed[-1][1] + gap, FILLER))
@@ -399,14 +402,14 @@ def _low_pass(values, time_constant):
 
 def label_count(seconds):
     """Label rows of a recording: one per 250-ms frame lying wholly inside it."""
-    return int(round(seconds * 1000)) // helper.LABEL_STEP_MS
+    return int(round(seconds * 1000)) // paths.LABEL_STEP_MS
 
 
 def label_rows(times, trace, bounds):
     """(timestamp ms, value, segment_id) for every frame inside the audio, the
     value read at the frame's centre; like MuSe, the last row of a segment is
     repeated as the first row of the next."""
-    step = helper.LABEL_STEP_MS
+    step = paths.LABEL_STEP_MS
     timestamps = np.arange(bounds[-1] + 1) * step
     values = np.interp((timestamps + step / 2.0) / 1000.0, times, trace)
     values = [_tidy(v) for v in values]
@@ -420,7 +423,7 @@ def segment_bounds(rng, n_rows, sentences, count):
     """Label row indices where the video's segments start and end (neighbours
     share the index): up to `count` segments, each cut at a row whose frame
     [t, t + 250 ms) lies in a pause between sentences, near an even split."""
-    step = helper.LABEL_STEP_MS / 1000.0
+    step = paths.LABEL_STEP_MS / 1000.0
     candidates = []
     for before, after in zip(sentences[:-1], sentences[1:]):
         quiet_from = before['words'][-1][1] + BOUNDARY_MARGIN
@@ -484,7 +487,7 @@ def make_recording(job):
     rng = np.random.default_rng([job['seed'], job['index'], 2])
     bounds = segment_bounds(np.random.default_rng([job['seed'], job['index'], 3]),
                             label_count(seconds), sentences, job['segments'])
-    step = helper.LABEL_STEP_MS
+    step = paths.LABEL_STEP_MS
     # Each segment: [first label timestamp, last label timestamp + one step) of the video, in ms.
     spans = [(first * step, (last + 1) * step) for first, last in zip(bounds[:-1], bounds[1:])]
     numbered = list(enumerate(spans, start=1))
@@ -493,14 +496,14 @@ def make_recording(job):
     write_labels(rng, job, sentences, bounds, numbered[0][0])
     rate, channels = job['format']
     audio = render_audio(rng, speech, rate, channels)
-    layout = helper.MuseLayout(job['corpus_dir'], TASK_DIR)
+    layout = paths.MuseLayout(job['corpus_dir'], TASK_DIR)
     if job['features']:
         write_features(layout, video_id, audio, rate, bounds, numbered[0][0])
     jitter = np.random.default_rng([job['seed'], job['index'], 4])
     tokens = [span for sentence in sentences for span in sentence['token_spans']]
     words = [word for sentence in sentences for word in sentence['words']]
     for number, (start_ms, end_ms) in numbered:
-        name = helper.segment_name(video_id, number)
+        name = paths.segment_name(video_id, number)
         # Whole samples from the first at or after the timestamp (22.05 kHz has no sample
         # on every ms).
         write_wav(os.path.join(layout.audio_dir(video_id), name + '.wav'),
@@ -518,7 +521,7 @@ def make_recording(job):
                            len(words))
     return {'id': video_id, 'voice': job['voice'], 'sample_rate': rate, 'channels': channels,
             'seconds': seconds, 'sentences': len(sentences), 'words': len(words),
-            'segments': [(helper.segment_name(video_id, number), start, end)
+            'segments': [(paths.segment_name(video_id, number), start, end)
                          for number, (start, end) in numbered]}
 
 
@@ -545,10 +548,10 @@ def write_labels(rng, job, sentences, bounds, first_segment):
     """Both dimensions' label segments from `first_segment` on; a test
     video's go to the truth folder instead, as MuSe withholds them."""
     seconds = job['seconds']
-    for dimension in helper.DIMENSIONS:
+    for dimension in paths.DIMENSIONS:
         times, trace = annotation_trace(rng, sentences, seconds, dimension)
         if job['labelled']:
-            path = helper.MuseLayout(job['corpus_dir'], TASK_DIR).label_path(dimension, job['id'])
+            path = paths.MuseLayout(job['corpus_dir'], TASK_DIR).label_path(dimension, job['id'])
         else:
             path = os.path.join(job['truth_dir'], 'withheld_labels', dimension, job['id'] + '.csv')
         helper.write_csv(path, ('timestamp', 'value', 'segment_id'),
@@ -559,7 +562,7 @@ def write_labels(rng, job, sentences, bounds, first_segment):
 def write_features(layout, video_id, audio, rate, bounds, first_segment):
     """A label-aligned feature file: per label row from `first_segment` on,
     the loudness (dB) of the audio in its frame [t, t + 250 ms)."""
-    step = helper.LABEL_STEP_MS
+    step = paths.LABEL_STEP_MS
     mono = audio.astype(np.float64).mean(axis=1) / 32767.0
     rows = []
     for segment_id, (first, last) in enumerate(zip(bounds[:-1], bounds[1:]), start=1):
@@ -618,8 +621,8 @@ def plan_corpus(videos, seconds_per_video, seed, late_unlabelled=False, features
 
 def drop_mac_litter(corpus_dir, first_id):
     """.DS_Store and AppleDouble files, as on MuSe copies that went through a Mac."""
-    layout = helper.MuseLayout(corpus_dir, TASK_DIR)
-    first = helper.segment_name(first_id, 1)
+    layout = paths.MuseLayout(corpus_dir, TASK_DIR)
+    first = paths.segment_name(first_id, 1)
     litter = {os.path.join(corpus_dir, 'metadata', '.DS_Store'): _DS_STORE,
               os.path.join(layout.task_path, '.DS_Store'): _DS_STORE,
               os.path.join(os.path.dirname(layout.audio_dir(first_id)), '.DS_Store'): _DS_STORE,
@@ -726,7 +729,7 @@ def _write_corpus(jobs, corpus_dir, truth_dir, workers):
         job.update(corpus_dir=corpus_dir, truth_dir=truth_dir)
     results = sorted(helper.parallel_map(make_recording, jobs, workers, 'synthesising'),
                      key=lambda result: int(result['id']))
-    helper.write_csv(helper.MuseLayout(corpus_dir, TASK_DIR).partition_path, ('Id', 'Proposal'),
+    helper.write_csv(paths.MuseLayout(corpus_dir, TASK_DIR).partition_path, ('Id', 'Proposal'),
                      [(job['id'], job['proposal']) for job in jobs])
     proposals = {job['id']: job['proposal'] for job in jobs}
     helper.write_csv(os.path.join(truth_dir, 'recordings.csv'),
@@ -735,7 +738,7 @@ def _write_corpus(jobs, corpus_dir, truth_dir, workers):
                      [(r['id'], proposals[r['id']], r['voice'], r['sample_rate'], r['channels'],
                        '%g' % r['seconds'], len(r['segments']), r['sentences'], r['words'])
                       for r in results])
-    missing = {helper.segment_name(job['id'], len(result['segments']))
+    missing = {paths.segment_name(job['id'], len(result['segments']))
                for job, result in zip(sorted(jobs, key=lambda job: int(job['id'])), results)
                if job['drop_last_transcript']}
     helper.write_csv(os.path.join(truth_dir, 'segments.csv'),
@@ -747,4 +750,4 @@ def _write_corpus(jobs, corpus_dir, truth_dir, workers):
             'segments': sum(len(r['segments']) for r in results),
             'sentences': sum(r['sentences'] for r in results),
             'words': sum(r['words'] for r in results), 'no_transcript': sorted(missing),
-            'partition': {p: sum(job['proposal'] == p for job in jobs) for p in helper.PORTIONS}}
+            'partition': {p: sum(job['proposal'] == p for job in jobs) for p in defaults.PORTIONS}}

@@ -2,7 +2,7 @@
 processes on free 127.0.0.1 ports, for `make cluster-demo`, the tests and
 bench/bench_distributed.py.
 
-    python -m ser.local_cluster [--num_ps 1] [--num_workers 2] [--log_dir DIR] \
+    python -m tools.local_cluster [--num_ps 1] [--num_workers 2] [--log_dir DIR] \
         -- --dataset_dir demo/tfrecords --train_dir demo/cluster --max_steps 100 ...
 
 starts them, waits for the workers to finish, stops the ps tasks (they serve

@@ -1,0 +1,72 @@
+"""The arithmetic precision a graph runs in (--precision): the policy that
+picks one for the device, and the session config whose graph rewrite applies
+it."""
+import helper
+from ser import defaults, host
+
+# CPU flags (/proc/cpuinfo) of native bf16 arithmetic. Without them oneDNN still
+# runs the bf16 rewrite, emulated, and a training step takes longer than fp32
+# (BENCHMARKS.md), so 'auto' does not pick it.
+BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
+
+
+def decide_precision(requested, gpu_capability, cpu_flags_found, onednn):
+    """The precision to run in, from the facts: `gpu_capability` (major, minor)
+    of the GPU in use, None on the CPU; the CPU's flags; whether TensorFlow was
+    built with oneDNN. An explicit precision the device cannot run raises
+    InputError; bf16 on a CPU without native bf16 runs (emulated, slower) so
+    that it can be compared."""
+    if requested not in defaults.PRECISIONS:
+        raise helper.InputError('--precision', None, '%r is none of %s'
+                                % (requested, ', '.join(defaults.PRECISIONS)))
+    on_gpu = gpu_capability is not None
+    if requested == 'auto':
+        if on_gpu:
+            return 'fp32'
+        native_bf16 = onednn and any(flag in cpu_flags_found for flag in BF16_CPU_FLAGS)
+        return 'bf16' if native_bf16 else 'fp32'
+    if requested == 'fp16' and not on_gpu:
+        raise helper.InputError('--precision', None, 'fp16 runs on a GPU only (on the CPU use '
+                                'bf16 or auto)')
+    if requested == 'bf16' and on_gpu:
+        raise helper.InputError('--precision', None, 'bf16 is the CPU\'s (oneDNN) rewrite; on a '
+                                'GPU use fp16 or auto')
+    if requested == 'bf16' and not onednn:
+        raise helper.InputError('--precision', None, 'bf16 needs TensorFlow built with oneDNN')
+    return requested
+
+
+def gpu_capability(device):
+    """(major, minor) compute capability of the GPU `device` runs on, None when
+    it runs on the CPU; (0, 0) when TensorFlow does not say."""
+    tf = helper.import_tensorflow()
+    gpus = tf.config.list_physical_devices('GPU')
+    if int(device) < 0 or not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[min(int(device), len(gpus) - 1)])
+    return tuple(details.get('compute_capability') or (0, 0))
+
+
+def choose_precision(requested, device):
+    """decide_precision on this machine for `--device`."""
+    if requested == 'fp32':
+        return requested
+    from tensorflow.python.util import _pywrap_util_port
+    return decide_precision(requested, gpu_capability(device), host.cpu_flags(),
+                            bool(_pywrap_util_port.IsMklEnabled()))
+
+
+def session_config(device, xla=False, precision='fp32'):
+    """helper.session_config(device, xla) with `precision` (defaults.PRECISIONS; see
+    choose_precision) turning on TensorFlow's mixed-precision graph rewrite:
+    bf16 through oneDNN on the CPU, fp16 on a GPU. The rewrite casts inside
+    the graph only: variables, and so the checkpoints, stay float32."""
+    config = helper.session_config(device, xla=xla)
+    from tensorflow.core.protobuf import rewriter_config_pb2
+    rewrites = config.graph_options.rewrite_options
+    precision = choose_precision(precision, device)
+    if precision == 'bf16':
+        rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+    elif precision == 'fp16':
+        rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
+    return config

@@ -1,0 +1,2 @@
+"""Tools beside the library: the demo corpus's generator and the local
+training cluster's launcher (`python -m tools.local_cluster`)."""
