@@ -83,10 +83,11 @@ def main(argv):
     config['modality'] = models.choose_modality(
         os.path.join(FLAGS.checkpoint, models.MODEL_CONFIG_FILE), config['modality'],
         FLAGS.modality, FLAGS.allow_modality_mismatch)
-    options = evaluation.Options(FLAGS.dataset_dir, FLAGS.portion, FLAGS.device,
-                                 FLAGS.predictions_dir, FLAGS.plots, FLAGS.json,
-                                 helper.choose_precision(FLAGS.precision, FLAGS.device),
-                                 FLAGS.chunk_seconds)
+    options = evaluation.Options(
+        dataset_dir=FLAGS.dataset_dir, portion=FLAGS.portion, device=FLAGS.device,
+        predictions_dir=FLAGS.predictions_dir, plots=FLAGS.plots, json_path=FLAGS.json,
+        precision=helper.choose_precision(FLAGS.precision, FLAGS.device),
+        chunk_seconds=FLAGS.chunk_seconds)
     if FLAGS.watch:
         evaluation.watch(FLAGS.checkpoint, config, options, FLAGS.watch_interval_secs,
                          FLAGS.watch_timeout_secs)

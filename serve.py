@@ -158,8 +158,9 @@ def main(argv):
             chunk_seconds=FLAGS.chunk_seconds, max_streams=FLAGS.max_streams,
             stream_idle_seconds=FLAGS.stream_idle_seconds, stream_threads=FLAGS.stream_threads,
             client_timeout_seconds=FLAGS.client_timeout_seconds)
-        app_service = service.Service(predictor, aligner, FLAGS.language, limits, read_api_key(),
-                                      recognise_words=FLAGS.recognise)
+        app_service = service.Service(predictor=predictor, aligner=aligner,
+                                      language=FLAGS.language, limits=limits,
+                                      api_key=read_api_key(), recognise_words=FLAGS.recognise)
         source = predictor.description.get('checkpoint') or predictor.description['saved_model']
         logging.info('model %s (step %s, modality %s, %d Hz); serving POST '
                      'http://%s:%d/emotion-recognition, %d request(s) at a time, and '

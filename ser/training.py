@@ -33,9 +33,30 @@ tf = helper.import_tensorflow()
 LOG_FILE = 'log_train.txt'
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything train.py's flags decide."""
+    """Everything train.py's flags decide, built by keyword (a changed copy:
+    dataclasses.replace).
+
+    batch_size          windows per training batch
+    sequence_length     frames per training window
+    hidden_units        LSTM units
+    modality            what the model hears: both, audio or text (models.MODALITIES)
+    learning_rate       Adam's learning rate
+    loss_weights        one weight per dimension of the CCC loss; None: their mean
+    max_steps           the global step training stops at; None: no end
+    save_interval_secs  seconds between checkpoints
+    save_summaries_secs seconds between TensorBoard summaries
+    max_checkpoints     checkpoints kept; older ones are removed
+    log_every_n_steps   steps between log lines
+    device              GPU index, or -1 for the CPU
+    seed                the seed of the weights and of the batches' order
+    xla                 whether the training step is compiled by XLA
+    precision           helper.PRECISIONS; 'auto' is resolved by train()
+    windows             how segments become windows (data_provider.WINDOW_SCHEMES)
+    skip_padding        whether padded frames are left out of the computation
+    sync_replicas       in a cluster: SyncReplicasOptimizer
+    """
     batch_size: int = 5
     sequence_length: int = 100
     hidden_units: int = models.DEFAULT_HIDDEN_UNITS
@@ -50,10 +71,10 @@ class Settings:
     device: int = 0
     seed: int = 0
     xla: bool = False
-    precision: str = helper.DEFAULT_PRECISION   # 'auto' is resolved by train()
+    precision: str = helper.DEFAULT_PRECISION
     windows: str = data_provider.DEFAULT_WINDOWS
     skip_padding: bool = True
-    sync_replicas: bool = False   # in a cluster: SyncReplicasOptimizer
+    sync_replicas: bool = False
 
 
 # --------------------------------------------------------------------------

@@ -3,6 +3,7 @@ itself, read back resolved, validated with errors naming the file, compared
 on the input shapes; a work directory moved elsewhere still loads and
 trains/evaluates."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -124,6 +125,6 @@ def test_a_moved_work_directory_trains_and_its_checkpoint_loads(tiny_dataset, tm
     assert os.path.isfile(info.embeddings_path)
     DatasetInfo.load(os.path.join(moved, 'tfrecords')).check_compatible(info, same_data=True)
     # Training resumes in the moved directory, on the moved data.
-    settings.max_steps = 2
+    settings = dataclasses.replace(settings, max_steps=2)
     assert training.train(os.path.join(moved, 'tfrecords'), os.path.join(moved, 'checkpoints'),
                           settings) == 2

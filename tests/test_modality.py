@@ -154,9 +154,23 @@ def test_paired_differences_and_expectations_from_hand_made_runs():
                       'text alone beats audio alone on valence': True}
 
 
+def test_a_schedule_is_stored_with_its_keys_in_order_and_an_absolute_dataset_dir():
+    # run.json of earlier ablations must still compare equal, key for key.
+    stored = ablation.Schedule(dataset_dir='data', portion='test', max_steps=2,
+                               learning_rate=1e-3, sequence_length=16, batch_size=2,
+                               hidden_units=8).as_json()
+    assert list(stored) == ['dataset_dir', 'portion', 'max_steps', 'learning_rate',
+                            'sequence_length', 'batch_size', 'hidden_units', 'windows',
+                            'precision', 'skip_padding']
+    assert stored['dataset_dir'] == os.path.abspath('data')
+    assert (stored['windows'], stored['precision'], stored['skip_padding']) == (
+        ablation.DEFAULT_WINDOWS, helper.DEFAULT_PRECISION, True)
+
+
 def test_a_single_modality_report_is_titled_by_its_training_options():
-    plan = ablation.schedule('data', 'test', 2, 1e-3, 16, 2, 8, windows='packed',
-                             precision='bf16', skip_padding=False)
+    plan = ablation.Schedule(dataset_dir='data', portion='test', max_steps=2, learning_rate=1e-3,
+                             sequence_length=16, batch_size=2, hidden_units=8, windows='packed',
+                             precision='bf16', skip_padding=False).as_json()
     assert (plan['windows'], plan['precision'], plan['skip_padding']) == ('packed', 'bf16', False)
     assert ablation.title({'modalities': ['both'], 'schedule': plan}) == \
         '# Test CCC of the model hearing both: packed windows, padding computed, bf16'
