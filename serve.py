@@ -29,7 +29,7 @@ from absl import app, flags
 import numpy as np
 
 import helper
-from ser import alignment, connections, inference, isolated_alignment, recognition, service
+from ser import alignment, connections, inference, isolated_alignment, service
 
 # ---- Model flags ----
 helper.define_flags('checkpoint', 'steps', 'saved_model')
@@ -94,18 +94,9 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 def check_flags():
-    if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
-        raise app.UsageError('give exactly one of --checkpoint and --saved_model')
-    if FLAGS.steps is not None and not FLAGS.checkpoint:
-        raise app.UsageError('--steps goes with --checkpoint')
-    if FLAGS.recognise and FLAGS.language not in recognition.LANGUAGES:
-        raise app.UsageError('--recognise recognises English only (--language eng)')
-
-
-def load_predictor():
-    if FLAGS.checkpoint:
-        return inference.Predictor.from_checkpoint(FLAGS.checkpoint, FLAGS.steps, FLAGS.device)
-    return inference.Predictor.from_saved_model(FLAGS.saved_model, FLAGS.device)
+    inference.check_model_choice(checkpoint=FLAGS.checkpoint, saved_model=FLAGS.saved_model,
+                                 steps=FLAGS.steps)
+    inference.check_recognition_language(recognise=FLAGS.recognise, language=FLAGS.language)
 
 
 def read_api_key():
@@ -145,7 +136,8 @@ def main(argv):
     # uvicorn's own start and stop lines are worth seeing (helper lets it log warnings only).
     for name in ('uvicorn', 'asyncio'):
         logging.getLogger(name).setLevel(logging.INFO)
-    with load_predictor() as predictor, \
+    with inference.load_predictor(checkpoint=FLAGS.checkpoint, saved_model=FLAGS.saved_model,
+                                  steps=FLAGS.steps, device=FLAGS.device) as predictor, \
             isolated_alignment.IsolatedAligner(recogniser=FLAGS.recognise) as aligner:
         warm_up(predictor, aligner)
         if predictor.modality != 'both':

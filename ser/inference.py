@@ -25,10 +25,11 @@ import math
 import os
 
 import numpy as np
+from absl import app
 
 import helper
 import models
-from ser import alignment, audio, dataset, embeddings, records
+from ser import alignment, audio, dataset, embeddings, recognition, records
 
 tf = helper.import_tensorflow()
 
@@ -354,6 +355,36 @@ class Predictor:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+# --------------------------------------------------------------------------
+# The options that choose the model and its text (predict.py, serve.py)
+# --------------------------------------------------------------------------
+def check_model_choice(*, checkpoint, saved_model, steps):
+    """app.UsageError unless exactly one of a checkpoint directory and a
+    SavedModel is given, and steps only with the checkpoint."""
+    if bool(checkpoint) == bool(saved_model):
+        raise app.UsageError('give exactly one of --checkpoint and --saved_model')
+    if steps is not None and not checkpoint:
+        raise app.UsageError('--steps goes with --checkpoint')
+
+
+def check_recognition_language(*, recognise, language):
+    """app.UsageError when words are to be recognised in a language the
+    recogniser does not know."""
+    if recognise and language not in recognition.LANGUAGES:
+        raise app.UsageError('--recognise recognises English only (--language eng)')
+
+
+def load_predictor(*, checkpoint=None, saved_model=None, steps=None, device=0, modality=None,
+                   allow_modality_mismatch=False):
+    """The Predictor of `checkpoint` (a train.py directory, at `steps`) or
+    else of `saved_model` (an export_model.py export); see from_checkpoint
+    and from_saved_model for the modality."""
+    if checkpoint:
+        return Predictor.from_checkpoint(checkpoint, steps, device, modality,
+                                         allow_modality_mismatch)
+    return Predictor.from_saved_model(saved_model, device, modality)
 
 
 def unheard_input_warning(modality, has_words):

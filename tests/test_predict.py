@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 
+from absl import app
 import numpy as np
 import pytest
 import soundfile
@@ -223,6 +224,27 @@ def test_steps_selects_the_checkpoint(model, recording):
             assert loaded.description['step'] == steps
             outputs[steps] = loaded.timeline(recording['samples'], recording['words'])[1]
     assert np.max(np.abs(outputs[STEPS[0]] - outputs[STEPS[-1]])) > 1e-4
+
+
+def test_the_model_is_chosen_by_keyword_as_predict_and_serve_choose_it(model):
+    """ser.inference's checks of the options predict.py and serve.py share,
+    and load_predictor of either source."""
+    for choice, message in (
+            (dict(checkpoint='c', saved_model='s', steps=None), 'exactly one of --checkpoint'),
+            (dict(checkpoint=None, saved_model=None, steps=None), 'exactly one of --checkpoint'),
+            (dict(checkpoint=None, saved_model='s', steps=3), '--steps goes with --checkpoint')):
+        with pytest.raises(app.UsageError, match=message):
+            inference.check_model_choice(**choice)
+    inference.check_model_choice(checkpoint='c', saved_model=None, steps=3)
+    with pytest.raises(app.UsageError, match='--recognise recognises English only'):
+        inference.check_recognition_language(recognise=True, language='deu')
+    inference.check_recognition_language(recognise=False, language='deu')
+    inference.check_recognition_language(recognise=True, language='eng')
+    with inference.load_predictor(checkpoint=model['train_dir'], steps=STEPS[0],
+                                  device=-1) as loaded:
+        assert loaded.description['step'] == STEPS[0]
+    with inference.load_predictor(saved_model=model['export_dir'], device=-1) as loaded:
+        assert loaded.description['step'] == STEPS[-1]
 
 
 def test_asr_tokens_are_normalised(tmp_path):
