@@ -136,8 +136,9 @@ def frame_features(audio, embeddings, is_training):
 def compact_frame_features(audio, embeddings, mask, is_training):
     """frame_features of a batch of windows, computed without the padding frames
     that cannot change a real frame's prediction. Training windows are mostly
-    padding when segments are shorter than a window, and computing it took
-    about 40 % of a training step. What is computed, as one signal:
+    padding when segments are shorter than a window, and the convolutions over
+    it are work no prediction needs (BENCHMARKS.md, "Training speed", has what
+    leaving it out saves). What is computed, as one signal:
 
       - every real frame and its two neighbours (their audio reaches a real
         frame's features through the convolutions, conv_reach), in runs;
@@ -268,8 +269,9 @@ class PeepholeLSTMCell:
     """The LSTM of tf.nn.rnn_cell.LSTMCell with peepholes, cell clip
     LSTM_CELL_CLIP and forget bias 1, over inputs already multiplied by the
     input rows of its kernel (with the bias added): one matrix product for all
-    frames instead of one per step, which made the LSTM's share of a training
-    step 40 % faster. Its variables are LSTMCell's, by name and shape, so
+    frames instead of one per step, so that a step of the recurrence computes
+    only what depends on the previous state (BENCHMARKS.md, "Training speed",
+    has the time it saves). Its variables are LSTMCell's, by name and shape, so
     checkpoints are the same."""
 
     def __init__(self, hidden_units, recurrent_kernel, peepholes):

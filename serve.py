@@ -114,9 +114,11 @@ def read_api_key():
 
 
 def warm_up(predictor, aligner):
-    """One second of silence through the model and the aligner, so that the
-    first request pays neither graph optimisation nor the aligner's start-up;
-    and the word vectors loaded now, not by the first request with text."""
+    """Silence through the model (two seconds: in one pass, and in one-second
+    chunks, as streams run it, so that the state is carried at least once) and
+    one second through the aligner, so that the first request pays neither
+    graph optimisation nor the aligner's start-up; and the word vectors
+    loaded now, not by the first request with text."""
     if predictor.modality != 'audio':
         predictor.embedder
     silence = np.zeros(2 * predictor.sample_rate, dtype=np.float32)

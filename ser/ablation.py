@@ -35,8 +35,9 @@ NOTES_HEADING = '## Notes'
 # The comparisons of the paired differences, (better?, than?).
 COMPARISONS = (('both', 'audio'), ('both', 'text'), ('audio', 'text'))
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# At most one checkpoint is kept per run: eval.py needs only the last, and
-# the demo model's checkpoint is ~60 MB.
+# One checkpoint is kept per run: eval.py evaluates only the last, and the
+# runs (every modality for every seed) would otherwise fill the disk with
+# checkpoints no one reads.
 KEPT_CHECKPOINTS = 1
 
 

@@ -38,8 +38,9 @@ TRANSCRIPT_COLUMNS = [('start', float), ('end', float), ('sentence', str)]
 SIGNATURE_KEY = 'serving_default'
 # The signature that runs one chunk of a recording from a given LSTM state.
 CHUNK_SIGNATURE_KEY = 'chunk'
-# Chunks this long keep predict.py on an hour of 16-kHz audio under 2 GB, and cost
-# under 1% more computation than one pass (two frames of context per chunk).
+# Long enough that the two frames of context around a chunk add under 1% to the
+# computation (2 of 240 frames), short enough that memory stays bounded whatever
+# the recording's length (BENCHMARKS.md: predict_max_rss_mb_60min).
 DEFAULT_CHUNK_SECONDS = 60.0
 # export_model.py puts dataset.json, model.json and the word vectors here.
 EXTRA_DIR = 'assets.extra'

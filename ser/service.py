@@ -43,8 +43,9 @@ from ser import alignment, audio, emotion, inference, metrics, page, recognition
 SERVICE = 'emotion recognition service'
 # The name bad input is reported under (the request has no file name).
 AUDIO_NAME = 'audio'
-# What a 2-core CPU held at real time beside other work, POST requests still
-# served (bench/bench_stream.py); a stream over the limit is closed with 1013.
+# Each stream costs CPU at real time, so past some number they all fall behind;
+# how many a machine holds is measured by bench/bench_stream.py (BENCHMARKS.md:
+# stream_max_realtime_streams). A stream over the limit is closed with 1013.
 DEFAULT_MAX_STREAMS = 12
 DEFAULT_STREAM_IDLE_SECONDS = 30.0
 DEFAULT_CLIENT_TIMEOUT_SECONDS = 30.0
