@@ -161,7 +161,7 @@ def summary(predictor, samples, text, words, fallbacks, predictions):
         'words': None if words is None else len(words),
         'fallback_sentences': fallbacks,
         'model': predictor.description,
-        'chunk_seconds': FLAGS.chunk_seconds if predictor.carries_state else 0.0,
+        'chunk_seconds': FLAGS.chunk_seconds,
         'mean': {name: float(np.mean(predictions[:, index]))
                  for index, name in enumerate(helper.DIMENSIONS)},
     }

@@ -123,8 +123,7 @@ def warm_up(predictor, aligner):
         predictor.embedder
     silence = np.zeros(2 * predictor.sample_rate, dtype=np.float32)
     predictor.timeline(silence, chunk_seconds=0)
-    if predictor.carries_state:
-        predictor.timeline(silence, chunk_seconds=1.0)   # chunks, as streams run them
+    predictor.timeline(silence, chunk_seconds=1.0)   # chunks, as streams run them
     try:
         aligner.align_text(np.zeros(alignment.SAMPLE_RATE, dtype=np.float32), 'ready',
                            FLAGS.language)

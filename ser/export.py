@@ -26,8 +26,6 @@ Predictor uses; TensorFlow Serving can serve it too):
                          previous chunk (zeros at the start)
     outputs  arousal, valence [batch, frames]; state_c, state_h for the next chunk
 
-An export written before `chunk` existed still loads (one pass per recording).
-
 The model is built for inference (no dropout) in the modality it was trained
 with: a model trained on audio alone zeroes the embeddings inside the graph,
 one trained on text alone the audio, so the signature stays the same and

@@ -157,8 +157,7 @@ class Predictor:
     A recording runs in chunks of frames, the LSTM state carried from one to
     the next and a frame of audio on either side for the convolutions, so
     that memory stays bounded whatever its length and the timeline equals
-    the one-pass one (to float rounding). A SavedModel exported before chunks
-    existed has no 'chunk' signature: it runs every recording in one pass."""
+    the one-pass one (to float rounding)."""
 
     def __init__(self, session, inputs, outputs, info, description):
         self._session = session
@@ -195,9 +194,8 @@ class Predictor:
 
     @classmethod
     def from_saved_model(cls, export_dir, device=0, modality=None):
-        """An export_model.py SavedModel, through its 'chunk' signature (or,
-        in an older export, its serving signature: one pass). Its graph
-        applies the modality it was trained with (assets.extra/model.json);
+        """An export_model.py SavedModel, through its 'chunk' signature. Its
+        graph applies the modality it was trained with (assets.extra/model.json);
         asking for another one is an error, since no input can undo the
         zeroing."""
         model_dir = saved_model_version_dir(export_dir)
@@ -216,11 +214,10 @@ class Predictor:
             meta_graph = tf.saved_model.loader.load(
                 session, [tf.saved_model.tag_constants.SERVING], model_dir)
             signatures = meta_graph.signature_def
-            key = CHUNK_SIGNATURE_KEY if CHUNK_SIGNATURE_KEY in signatures else SIGNATURE_KEY
-            if key not in signatures:
+            if CHUNK_SIGNATURE_KEY not in signatures:
                 raise helper.InputError(model_dir, None, 'no %r signature (found: %s)' % (
-                    SIGNATURE_KEY, ', '.join(signatures) or 'none'))
-        signature = signatures[key]
+                    CHUNK_SIGNATURE_KEY, ', '.join(signatures) or 'none'))
+        signature = signatures[CHUNK_SIGNATURE_KEY]
 
         def tensors(infos):
             return {name: graph.get_tensor_by_name(value.name) for name, value in infos.items()}
@@ -229,19 +226,10 @@ class Predictor:
         with graph.as_default():
             outputs['predictions'] = tf.stack([outputs.pop(name) for name in helper.DIMENSIONS],
                                               axis=-1)
-        if key == SIGNATURE_KEY:
-            logging.warning('%s was exported before chunked inference: every recording runs in '
-                            'one pass (memory grows with its length); export it again for '
-                            'chunks and streams', model_dir)
         version = os.path.basename(os.path.normpath(model_dir))
         return cls(session, inputs, outputs, info,
                    {'saved_model': os.path.abspath(model_dir),
                     'step': int(version) if version.isdigit() else None, 'modality': exported})
-
-    @property
-    def carries_state(self):
-        """Whether the model runs in chunks (False: an old export, one pass only)."""
-        return 'state_c' in self._inputs
 
     @property
     def embedder(self):
@@ -289,10 +277,6 @@ class Predictor:
         the start of the recording)."""
         feed = {self._inputs['audio']: np.asarray(audio_frames, dtype=np.float32)[None],
                 self._inputs['embeddings']: np.asarray(embedding_frames, dtype=np.float32)[None]}
-        if not self.carries_state:
-            if tuple(context) != (0, 0) or state is not None:
-                raise ValueError('this export runs whole recordings only (no chunk signature)')
-            return self._session.run(self._outputs['predictions'], feed)[0], None
         feed[self._inputs['context']] = np.asarray(context, dtype=np.int32)
         if state is not None:
             feed[self._inputs['state_c']], feed[self._inputs['state_h']] = state
@@ -334,7 +318,7 @@ class Predictor:
     def _run(self, n_frames, audio, embedding_frames, chunk_frames, cancelled=None):
         """Predictions of frames [0, n_frames) chunk by chunk; audio(first,
         stop) gives frames [first, stop) as [stop - first, S]."""
-        if chunk_frames is None or chunk_frames >= n_frames or not self.carries_state:
+        if chunk_frames is None or chunk_frames >= n_frames:
             return self.run_chunk(audio(0, n_frames), embedding_frames)[0]
         predictions, state = [], None
         for first in range(0, n_frames, chunk_frames):

@@ -49,14 +49,6 @@ def test_save_stores_relative_paths_and_load_resolves_them(tmp_path):
     assert again.embeddings_path == info.embeddings_path
 
 
-def test_an_absolute_path_of_an_older_file_is_kept(tmp_path):
-    make_info(str(tmp_path)).save(str(tmp_path))
-    path = str(tmp_path / 'dataset.json')
-    stored = helper.read_json(path)
-    helper.write_json(path, dict(stored, embeddings='/data/vectors/GoogleNews.bin'))
-    assert DatasetInfo.load(path).embeddings_path == '/data/vectors/GoogleNews.bin'
-
-
 def test_compatibility_names_both_files_and_the_difference(tmp_path):
     first = make_info(str(tmp_path))
     first.save(str(tmp_path / 'a'))

@@ -458,29 +458,21 @@ def test_a_20_minute_recording_in_chunks_equals_one_pass(predictor):
 
 def test_an_export_runs_in_chunks(model, predictor, recording):
     with inference.Predictor.from_saved_model(model['export_dir'], device=-1) as loaded:
-        assert loaded.carries_state
         _, served = loaded.timeline(recording['samples'], recording['words'], chunk_seconds=1.75)
     _, expected = predictor.timeline(recording['samples'], recording['words'], chunk_seconds=0)
     assert np.max(np.abs(served - expected)) <= TOLERANCE
 
 
-def test_an_export_from_before_chunks_runs_in_one_pass(model, predictor, recording, tmp_path,
-                                                       caplog):
-    """An export with the serving signature alone (as exports were before
-    the chunk signature) loads, says so, and gives the same timeline."""
+def test_an_export_without_the_chunk_signature_is_refused(model, tmp_path):
     from tensorflow.core.protobuf import saved_model_pb2
-    old = tmp_path / 'old'
-    shutil.copytree(os.path.join(model['export_dir'], str(STEPS[-1])), old)
+    stripped = tmp_path / 'stripped'
+    shutil.copytree(os.path.join(model['export_dir'], str(STEPS[-1])), stripped)
     saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((old / 'saved_model.pb').read_bytes())
+    saved_model.ParseFromString((stripped / 'saved_model.pb').read_bytes())
     del saved_model.meta_graphs[0].signature_def[inference.CHUNK_SIGNATURE_KEY]
-    (old / 'saved_model.pb').write_bytes(saved_model.SerializeToString())
-    with inference.Predictor.from_saved_model(str(old), device=-1) as loaded:
-        assert not loaded.carries_state
-        _, served = loaded.timeline(recording['samples'], recording['words'], chunk_seconds=1.75)
-    assert 'exported before chunked inference' in caplog.text
-    _, expected = predictor.timeline(recording['samples'], recording['words'], chunk_seconds=0)
-    assert np.max(np.abs(served - expected)) <= TOLERANCE
+    (stripped / 'saved_model.pb').write_bytes(saved_model.SerializeToString())
+    with pytest.raises(helper.InputError, match="no 'chunk' signature .found: serving_default"):
+        inference.Predictor.from_saved_model(str(stripped), device=-1)
 
 
 @pytest.mark.slow
