@@ -83,11 +83,12 @@ def main(argv):
     seeds = [int(seed) for seed in FLAGS.seeds]
     output_dir = FLAGS.output_dir or OUTPUT_DIR
     modalities = list(FLAGS.modalities)
-    plan = ablation.schedule(FLAGS.dataset_dir, FLAGS.portion, FLAGS.max_steps,
-                             FLAGS.learning_rate, FLAGS.sequence_length, FLAGS.batch_size,
-                             FLAGS.hidden_units, FLAGS.windows, FLAGS.precision,
-                             FLAGS.skip_padding)
-    ablation.dataset_summary(plan['dataset_dir'], plan['portion'])  # bad data fails here, early
+    plan = ablation.Schedule(
+        dataset_dir=FLAGS.dataset_dir, portion=FLAGS.portion, max_steps=FLAGS.max_steps,
+        learning_rate=FLAGS.learning_rate, sequence_length=FLAGS.sequence_length,
+        batch_size=FLAGS.batch_size, hidden_units=FLAGS.hidden_units, windows=FLAGS.windows,
+        precision=FLAGS.precision, skip_padding=FLAGS.skip_padding)
+    ablation.dataset_summary(plan.dataset_dir, plan.portion)  # bad data fails here, early
     started = time.time()
     records, failed = ablation.run_all(plan, seeds, modalities, output_dir, FLAGS.device,
                                        FLAGS.overwrite)

@@ -9,7 +9,7 @@ Each TFRecord file holds one whole segment, so the window length is chosen
 here, at reading time, and never requires regenerating the records. Padding
 frames are zeros with mask 0, so losses and metrics skip them.
 
-Training windows (`windows`, WINDOW_SCHEMES), each drawing every real frame
+Training windows (`windows`, defaults.WINDOW_SCHEMES), each drawing every real frame
 once per pass over the segments:
   per_segment (default): each segment on its own, after 0..T-1 padding
     frames drawn at random, so its windows' boundaries move from pass to
@@ -36,6 +36,7 @@ Usage (graph mode):
 
 import helper
 from ser import paths
+from ser import defaults
 from ser.dataset import DatasetInfo
 
 tf = helper.import_tensorflow()
@@ -43,10 +44,6 @@ tf = helper.import_tensorflow()
 # Windows kept in the shuffle queue after each dequeue: with T=100, S=4000 a
 # window is 1.6 MB, so 64 of them (~100 MB) mix several segments.
 MIN_AFTER_DEQUEUE = 64
-WINDOW_SCHEMES = ('per_segment', 'tight', 'packed')
-# The schemes that compute less padding trained less accurate models on the
-# demo corpus, at equal steps and at equal real frames (RESULTS.md).
-DEFAULT_WINDOWS = 'per_segment'
 # Frames the packing queue holds, in windows: one being cut while the next
 # segment is read in.
 PACKING_QUEUE_WINDOWS = 2
@@ -141,7 +138,7 @@ def packed_windows(segment, sequence_length):
 
 
 def get_split(dataset_dir, portion, batch_size, sequence_length, is_training, seed=0,
-              num_epochs=None, windows=DEFAULT_WINDOWS):
+              num_epochs=None, windows=defaults.WINDOWS):
     """Batches of one portion as a dict of tensors:
       'audio' [B,T,S] float32, 'embeddings' [B,T,E] float32,
       'labels' [B,T,2] float32, 'mask' [B,T] float32 (1 real frame, 0 padding),
@@ -163,8 +160,8 @@ def get_split(dataset_dir, portion, batch_size, sequence_length, is_training, se
     if not sequence_length or sequence_length < 1:
         raise ValueError('windows need a sequence_length of at least 1 frame, got %r'
                          % (sequence_length,))
-    if windows not in WINDOW_SCHEMES:
-        raise ValueError('windows must be one of %s, got %r' % (', '.join(WINDOW_SCHEMES),
+    if windows not in defaults.WINDOW_SCHEMES:
+        raise ValueError('windows must be one of %s, got %r' % (', '.join(defaults.WINDOW_SCHEMES),
                                                                  windows))
     filename_queue = tf.train.string_input_producer(
         paths, num_epochs=num_epochs, shuffle=is_training, seed=seed)

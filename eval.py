@@ -25,7 +25,7 @@ import os
 from absl import flags
 
 import helper
-from ser import checkpoints, evaluation, mixed_precision
+from ser import checkpoints, defaults, evaluation, mixed_precision
 
 FLAGS = flags.FLAGS
 
@@ -59,22 +59,24 @@ helper.define_flags('device', 'precision')
 
 def main(argv):
     del argv
+    checkpoint_dir = FLAGS.checkpoint or defaults.TRAIN_DIR
     helper.configure_device(FLAGS.device)
-    evaluation.check_compatible(FLAGS.checkpoint, FLAGS.dataset_dir)
-    config = checkpoints.read_model_config(FLAGS.checkpoint)
+    evaluation.check_compatible(checkpoint_dir, FLAGS.dataset_dir)
+    config = checkpoints.read_model_config(checkpoint_dir)
     config['modality'] = checkpoints.choose_modality(
-        os.path.join(FLAGS.checkpoint, checkpoints.MODEL_CONFIG_FILE), config['modality'],
+        os.path.join(checkpoint_dir, checkpoints.MODEL_CONFIG_FILE), config['modality'],
         FLAGS.modality, FLAGS.allow_modality_mismatch)
-    options = evaluation.Options(FLAGS.dataset_dir, FLAGS.portion, FLAGS.device,
-                                 FLAGS.predictions_dir, FLAGS.plots, FLAGS.json,
-                                 mixed_precision.choose_precision(FLAGS.precision, FLAGS.device),
-                                 FLAGS.chunk_seconds)
+    options = evaluation.Options(
+        dataset_dir=FLAGS.dataset_dir, portion=FLAGS.portion, device=FLAGS.device,
+        predictions_dir=FLAGS.predictions_dir, plots=FLAGS.plots, json_path=FLAGS.json,
+        precision=mixed_precision.choose_precision(FLAGS.precision, FLAGS.device),
+        chunk_seconds=FLAGS.chunk_seconds)
     if FLAGS.watch:
-        evaluation.watch(FLAGS.checkpoint, config, options, FLAGS.watch_interval_secs,
+        evaluation.watch(checkpoint_dir, config, options, FLAGS.watch_interval_secs,
                          FLAGS.watch_timeout_secs)
     else:
-        prefix, step = checkpoints.checkpoint_path(FLAGS.checkpoint, FLAGS.steps)
-        evaluation.evaluate(prefix, step, FLAGS.checkpoint, config, options)
+        prefix, step = checkpoints.checkpoint_path(checkpoint_dir, FLAGS.steps)
+        evaluation.evaluate(prefix, step, checkpoint_dir, config, options)
     return 0
 
 

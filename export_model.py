@@ -15,7 +15,7 @@ ser/export.py.
 from absl import flags
 
 import helper
-from ser import export
+from ser import defaults, export
 
 # ---- Checkpoint flags ----
 helper.define_flags('checkpoint', 'steps')
@@ -39,7 +39,7 @@ def main(argv):
     del argv
     # The export is device-independent; building it needs no GPU.
     helper.configure_device(-1)
-    export.export(FLAGS.checkpoint, FLAGS.steps, FLAGS.export_dir, FLAGS.bundle_embeddings,
+    export.export(FLAGS.checkpoint or defaults.TRAIN_DIR, FLAGS.steps, FLAGS.export_dir, FLAGS.bundle_embeddings,
                   FLAGS.overwrite)
     return 0
 

@@ -18,6 +18,7 @@ import numpy as np
 
 import helper
 from ser import paths
+from ser import defaults
 
 tf = helper.import_tensorflow()
 import tf_slim as slim  # noqa: E402  (after helper.import_tensorflow, which must come first)
@@ -35,16 +36,11 @@ assert AUDIO_REDUCTION == CONV_BLOCKS[-1][0]
 FUSION_PROJECTION_UNITS = 1024
 HIDDEN_FC_UNITS = 512
 N_HIDDEN_FC = 3
-DEFAULT_HIDDEN_UNITS = 256
 LSTM_CELL_CLIP = 100.0
 # Padding frames computed per training batch to stand for all of its padding
 # that the LSTM runs through (compact_frame_features).
 PADDING_POOL_FRAMES = 16
 N_OUTPUTS = len(paths.DIMENSIONS)
-# What the model hears (the ablation of the paper's claim): both inputs, the
-# audio alone (zero embeddings) or the text alone (zero audio frames).
-MODALITIES = ('both', 'audio', 'text')
-DEFAULT_MODALITY = 'both'
 
 
 # --------------------------------------------------------------------------
@@ -129,8 +125,9 @@ def frame_features(audio, embeddings, is_training):
 def compact_frame_features(audio, embeddings, mask, is_training):
     """frame_features of a batch of windows, computed without the padding frames
     that cannot change a real frame's prediction. Training windows are mostly
-    padding when segments are shorter than a window, and computing it took
-    about 40 % of a training step. What is computed, as one signal:
+    padding when segments are shorter than a window, and the convolutions over
+    it are work no prediction needs (BENCHMARKS.md, "Training speed", has what
+    leaving it out saves). What is computed, as one signal:
 
       - every real frame and its two neighbours (their audio reaches a real
         frame's features through the convolutions, conv_reach), in runs;
@@ -261,8 +258,9 @@ class PeepholeLSTMCell:
     """The LSTM of tf.nn.rnn_cell.LSTMCell with peepholes, cell clip
     LSTM_CELL_CLIP and forget bias 1, over inputs already multiplied by the
     input rows of its kernel (with the bias added): one matrix product for all
-    frames instead of one per step, which made the LSTM's share of a training
-    step 40 % faster. Its variables are LSTMCell's, by name and shape, so
+    frames instead of one per step, so that a step of the recurrence computes
+    only what depends on the previous state (BENCHMARKS.md, "Training speed",
+    has the time it saves). Its variables are LSTMCell's, by name and shape, so
     checkpoints are the same."""
 
     def __init__(self, hidden_units, recurrent_kernel, peepholes):
@@ -326,8 +324,8 @@ def select_modality(audio, embeddings, modality):
     data hold where a side is absent (a pause has a zero embedding, silence zero
     samples), and the model keeps its structure and sizes, so runs of the three
     modalities differ only in what reaches the first layers."""
-    if modality not in MODALITIES:
-        raise ValueError('modality must be one of %s, got %r' % (', '.join(MODALITIES), modality))
+    if modality not in defaults.MODALITIES:
+        raise ValueError('modality must be one of %s, got %r' % (', '.join(defaults.MODALITIES), modality))
     with tf.name_scope('modality'):
         if modality == 'audio':
             embeddings = tf.zeros_like(embeddings)
@@ -336,11 +334,11 @@ def select_modality(audio, embeddings, modality):
         return tf.identity(audio, name='audio'), tf.identity(embeddings, name='embeddings')
 
 
-def build_model(audio, embeddings, hidden_units=DEFAULT_HIDDEN_UNITS, is_training=True,
-                mask=None, modality=DEFAULT_MODALITY, reset=None, skip_padding=False):
+def build_model(audio, embeddings, hidden_units=defaults.HIDDEN_UNITS, is_training=True,
+                mask=None, modality=defaults.MODALITY, reset=None, skip_padding=False):
     """audio [B,T,S] float32, embeddings [B,T,E] float32 (mask [B,T] and reset
     [B,T], see recurrent_output, optional) -> predictions [B,T,2] in (-1, 1),
-    (arousal, valence) per frame. `modality` (MODALITIES) says which of the two
+    (arousal, valence) per frame. `modality` (defaults.MODALITIES) says which of the two
     inputs the model hears. `skip_padding` (with a mask): the frames' features
     by compact_frame_features, which computes only what predictions depend on."""
     with tf.variable_scope('model'):

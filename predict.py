@@ -89,28 +89,18 @@ FLAGS = flags.FLAGS
 
 
 def check_flags():
-    if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
-        raise app.UsageError('give exactly one of --checkpoint and --saved_model')
+    inference.check_model_choice(checkpoint=FLAGS.checkpoint, saved_model=FLAGS.saved_model,
+                                 steps=FLAGS.steps)
     if sum(FLAGS[name].value is not None for name in ('text', 'transcript', 'words')) > 1:
         raise app.UsageError('give at most one of --text, --transcript and --words')
     if FLAGS.recognise and any(FLAGS[name].value is not None
                                for name in ('text', 'transcript', 'words')):
         raise app.UsageError('--recognise is for audio without text: not with --text, '
                              '--transcript or --words')
-    if FLAGS.recognise and FLAGS.language not in recognition.LANGUAGES:
-        raise app.UsageError('--recognise recognises English only (--language eng)')
-    if FLAGS.steps is not None and not FLAGS.checkpoint:
-        raise app.UsageError('--steps goes with --checkpoint')
+    inference.check_recognition_language(recognise=FLAGS.recognise, language=FLAGS.language)
     for name in ('audio', 'output'):
         if not FLAGS[name].value:
             raise app.UsageError('--%s is required' % name)
-
-
-def load_predictor():
-    if FLAGS.checkpoint:
-        return inference.Predictor.from_checkpoint(FLAGS.checkpoint, FLAGS.steps, FLAGS.device,
-                                                   FLAGS.modality, FLAGS.allow_modality_mismatch)
-    return inference.Predictor.from_saved_model(FLAGS.saved_model, FLAGS.device, FLAGS.modality)
 
 
 def read_text():
@@ -154,7 +144,7 @@ def summary(predictor, samples, text, words, fallbacks, predictions):
         'words': None if words is None else len(words),
         'fallback_sentences': fallbacks,
         'model': predictor.description,
-        'chunk_seconds': FLAGS.chunk_seconds if predictor.carries_state else 0.0,
+        'chunk_seconds': FLAGS.chunk_seconds,
         'mean': {name: float(np.mean(predictions[:, index]))
                  for index, name in enumerate(paths.DIMENSIONS)},
     }
@@ -164,7 +154,10 @@ def run():
     """Text, model, audio at the model's rate, prediction. Returns
     (timestamps, predictions, words, summary)."""
     text, words, fallbacks = read_text()
-    with load_predictor() as predictor:
+    with inference.load_predictor(checkpoint=FLAGS.checkpoint, saved_model=FLAGS.saved_model,
+                                  steps=FLAGS.steps, device=FLAGS.device, modality=FLAGS.modality,
+                                  allow_modality_mismatch=FLAGS.allow_modality_mismatch) \
+            as predictor:
         logging.info('model: %s', predictor.description)
         warning = inference.unheard_input_warning(predictor.modality, words is not None)
         if warning:

@@ -29,7 +29,7 @@ from absl import app, flags
 import numpy as np
 
 import helper
-from ser import alignment, connections, inference, isolated_alignment, recognition, service
+from ser import alignment, connections, inference, isolated_alignment, service
 
 # ---- Model flags ----
 helper.define_flags('checkpoint', 'steps', 'saved_model')
@@ -84,18 +84,9 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 def check_flags():
-    if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
-        raise app.UsageError('give exactly one of --checkpoint and --saved_model')
-    if FLAGS.steps is not None and not FLAGS.checkpoint:
-        raise app.UsageError('--steps goes with --checkpoint')
-    if FLAGS.recognise and FLAGS.language not in recognition.LANGUAGES:
-        raise app.UsageError('--recognise recognises English only (--language eng)')
-
-
-def load_predictor():
-    if FLAGS.checkpoint:
-        return inference.Predictor.from_checkpoint(FLAGS.checkpoint, FLAGS.steps, FLAGS.device)
-    return inference.Predictor.from_saved_model(FLAGS.saved_model, FLAGS.device)
+    inference.check_model_choice(checkpoint=FLAGS.checkpoint, saved_model=FLAGS.saved_model,
+                                 steps=FLAGS.steps)
+    inference.check_recognition_language(recognise=FLAGS.recognise, language=FLAGS.language)
 
 
 def read_api_key():
@@ -113,15 +104,16 @@ def read_api_key():
 
 
 def warm_up(predictor, aligner):
-    """One second of silence through the model and the aligner, so that the
-    first request pays neither graph optimisation nor the aligner's start-up;
-    and the word vectors loaded now, not by the first request with text."""
+    """Silence through the model (two seconds: in one pass, and in one-second
+    chunks, as streams run it, so that the state is carried at least once) and
+    one second through the aligner, so that the first request pays neither
+    graph optimisation nor the aligner's start-up; and the word vectors
+    loaded now, not by the first request with text."""
     if predictor.modality != 'audio':
         predictor.embedder
     silence = np.zeros(2 * predictor.sample_rate, dtype=np.float32)
     predictor.timeline(silence, chunk_seconds=0)
-    if predictor.carries_state:
-        predictor.timeline(silence, chunk_seconds=1.0)   # chunks, as streams run them
+    predictor.timeline(silence, chunk_seconds=1.0)   # chunks, as streams run them
     try:
         aligner.align_text(np.zeros(alignment.SAMPLE_RATE, dtype=np.float32), 'ready',
                            FLAGS.language)
@@ -135,7 +127,8 @@ def main(argv):
     # uvicorn's own start and stop lines are worth seeing (helper lets it log warnings only).
     for name in ('uvicorn', 'asyncio'):
         logging.getLogger(name).setLevel(logging.INFO)
-    with load_predictor() as predictor, \
+    with inference.load_predictor(checkpoint=FLAGS.checkpoint, saved_model=FLAGS.saved_model,
+                                  steps=FLAGS.steps, device=FLAGS.device) as predictor, \
             isolated_alignment.IsolatedAligner(recogniser=FLAGS.recognise) as aligner:
         warm_up(predictor, aligner)
         if predictor.modality != 'both':
@@ -148,8 +141,9 @@ def main(argv):
             chunk_seconds=FLAGS.chunk_seconds, max_streams=FLAGS.max_streams,
             stream_idle_seconds=FLAGS.stream_idle_seconds, stream_threads=FLAGS.stream_threads,
             client_timeout_seconds=FLAGS.client_timeout_seconds)
-        app_service = service.Service(predictor, aligner, FLAGS.language, limits, read_api_key(),
-                                      recognise_words=FLAGS.recognise)
+        app_service = service.Service(predictor=predictor, aligner=aligner,
+                                      language=FLAGS.language, limits=limits,
+                                      api_key=read_api_key(), recognise_words=FLAGS.recognise)
         source = predictor.description.get('checkpoint') or predictor.description['saved_model']
         logging.info('model %s (step %s, modality %s, %d Hz); serving POST '
                      'http://%s:%d/emotion-recognition, %d request(s) at a time, and '

@@ -27,9 +27,9 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
-import models  # noqa: E402
 from bench import corpus, machine, options, random_model  # noqa: E402
 from ser import checkpoints  # noqa: E402
+from ser import defaults  # noqa: E402
 from ser import evaluation  # noqa: E402
 from ser.dataset import DatasetInfo  # noqa: E402
 
@@ -44,7 +44,7 @@ def random_checkpoint(dataset_dir, seed):
     info = DatasetInfo.load(dataset_dir)
     with tempfile.TemporaryDirectory(prefix='bench_eval_') as directory:
         random_model.random_checkpoint(directory, info.sample_rate, info.embedding_dim,
-                                       models.DEFAULT_HIDDEN_UNITS, seed)
+                                       defaults.HIDDEN_UNITS, seed)
         # eval.py checks the checkpoint was made for this very dataset.
         info.save(directory)
         yield directory

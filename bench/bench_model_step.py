@@ -32,9 +32,9 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
-import models  # noqa: E402
 from bench import machine, options, step_graph  # noqa: E402
 from ser import mixed_precision  # noqa: E402
+from ser import defaults  # noqa: E402
 from ser import records  # noqa: E402
 
 tf = helper.import_tensorflow()
@@ -55,7 +55,7 @@ def device_precisions(device):
 
 
 def run(batch_size=5, sequence_length=100, sample_rate=16000, embedding_dim=100,
-        hidden_units=models.DEFAULT_HIDDEN_UNITS, warmup=3, steps=10, xla=False, device=-1,
+        hidden_units=defaults.HIDDEN_UNITS, warmup=3, steps=10, xla=False, device=-1,
         seed=0, precisions=('fp32',)):
     """{precision: {'frames_per_s', 'step_seconds' [steps], ...}} of timed
     training steps, the precisions' steps alternating."""

@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
-import models  # noqa: E402
 from bench import machine, options, random_model  # noqa: E402
 from ser import inference  # noqa: E402
+from ser import defaults  # noqa: E402
 from ser import paths  # noqa: E402
 
 # ---- Benchmark flags ----
@@ -75,7 +75,7 @@ def main(argv):
     logging.info('%.0f s of audio (%d frames, S=%d, E=%d, %d LSTM units): model %.3f s median '
                  'of %d (min %.3f); real-time factor %.4f (target <= %.2f%s)',
                  result['audio_seconds'], result['frames'], SAMPLE_RATE // 4, EMBEDDING_DIM,
-                 models.DEFAULT_HIDDEN_UNITS, statistics.median(result['model_seconds']),
+                 defaults.HIDDEN_UNITS, statistics.median(result['model_seconds']),
                  FLAGS.repeats, min(result['model_seconds']), result['rtf'], TARGET_RTF,
                  '' if result['rtf'] <= TARGET_RTF else ', MISSED')
     key = 'predict_rtf_%ds' % round(FLAGS.predict_duration)

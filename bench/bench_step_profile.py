@@ -41,6 +41,8 @@ import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
 from bench import machine, options, step_graph  # noqa: E402
 from ser import host  # noqa: E402
+from ser import defaults  # noqa: E402
+from ser import mixed_precision  # noqa: E402
 from ser import records  # noqa: E402
 
 tf = helper.import_tensorflow()
@@ -122,7 +124,7 @@ def traced_step_seconds(session, fetches, count):
 
 def main(argv):
     del argv
-    precision = helper.choose_precision(FLAGS.precision, -1)
+    precision = mixed_precision.choose_precision(FLAGS.precision, -1)
     if precision not in CPU_PRECISIONS:
         raise app.UsageError('--precision %s: the profile runs on the CPU, in %s'
                              % (precision, ' or '.join(CPU_PRECISIONS)))
@@ -130,7 +132,7 @@ def main(argv):
     frame_samples = records.frame_samples_for(FLAGS.sample_rate)
     session, fetches = step_graph.training_session(
         FLAGS.batch_size, FLAGS.sequence_length, frame_samples, FLAGS.embedding_dim,
-        models.DEFAULT_HIDDEN_UNITS, False, -1, FLAGS.seed, precision)
+        defaults.HIDDEN_UNITS, False, -1, FLAGS.seed, precision)
     try:
         for _ in range(FLAGS.warmup):
             session.run(fetches)
@@ -139,7 +141,7 @@ def main(argv):
         session.close()
     frames = FLAGS.batch_size * FLAGS.sequence_length
     step_flops = 3 * frames * forward_flops_per_frame(frame_samples, FLAGS.embedding_dim,
-                                                      models.DEFAULT_HIDDEN_UNITS)
+                                                      defaults.HIDDEN_UNITS)
     wall = statistics.median(walls)
     achieved = step_flops / wall
     ghz = cpu_ghz()

@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
 import models  # noqa: E402
 from ser import checkpoints  # noqa: E402
+from ser import defaults  # noqa: E402
 from ser import dataset  # noqa: E402
 
 tf = helper.import_tensorflow()
@@ -33,7 +34,7 @@ def write_word_vectors(path, words, dim, seed):
 
 
 def random_checkpoint(directory, sample_rate=SAMPLE_RATE, embedding_dim=EMBEDDING_DIM,
-                      hidden_units=models.DEFAULT_HIDDEN_UNITS, seed=0, words=()):
+                      hidden_units=defaults.HIDDEN_UNITS, seed=0, words=()):
     """Write the model directory; `words` get vectors (none: the model serves
     audio alone)."""
     vectors_path = None

@@ -3,6 +3,7 @@ eval.py (each its own process, so this one never loads TensorFlow), the
 aggregation over seeds with paired differences, and the Markdown report.
 See ablation.py for what is written where."""
 
+import dataclasses
 import datetime
 import logging
 import os
@@ -21,12 +22,6 @@ from ser import defaults
 from ser import paths
 from ser.dataset import DatasetInfo
 
-# models.MODALITIES and data_provider's WINDOW_SCHEMES and DEFAULT_WINDOWS,
-# repeated so that this process does not load TensorFlow while its children
-# train.
-MODALITIES = ('both', 'audio', 'text')
-WINDOW_SCHEMES = ('per_segment', 'tight', 'packed')
-DEFAULT_WINDOWS = 'per_segment'
 DIMENSIONS = paths.DIMENSIONS
 RUNS_DIR = 'runs'
 RUN_FILE = 'run.json'
@@ -35,8 +30,9 @@ NOTES_HEADING = '## Notes'
 # The comparisons of the paired differences, (better?, than?).
 COMPARISONS = (('both', 'audio'), ('both', 'text'), ('audio', 'text'))
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# At most one checkpoint is kept per run: eval.py needs only the last, and
-# the demo model's checkpoint is ~60 MB.
+# One checkpoint is kept per run: eval.py evaluates only the last, and the
+# runs (every modality for every seed) would otherwise fill the disk with
+# checkpoints no one reads.
 KEPT_CHECKPOINTS = 1
 
 
@@ -51,16 +47,40 @@ def run_name(modality, seed):
     return '%s_seed%d' % (modality, seed)
 
 
-def schedule(dataset_dir, portion, max_steps, learning_rate, sequence_length, batch_size,
-             hidden_units, windows=DEFAULT_WINDOWS, precision=defaults.PRECISION,
-             skip_padding=True):
-    """Everything that must be equal for runs to be compared. `windows`,
-    `precision` and `skip_padding` are train.py's; every run is evaluated in fp32."""
-    return {'dataset_dir': os.path.abspath(dataset_dir), 'portion': portion,
-            'max_steps': max_steps, 'learning_rate': learning_rate,
-            'sequence_length': sequence_length, 'batch_size': batch_size,
-            'hidden_units': hidden_units, 'windows': windows, 'precision': precision,
-            'skip_padding': skip_padding}
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Everything that must be equal for runs to be compared, built by
+    keyword. It is stored with every run (run.json) and in results.json as
+    dataclasses.asdict gives it (as_json), its fields in this order:
+
+    dataset_dir      directory with dataset.json and the TFRecords (made absolute)
+    portion          the portion every run is evaluated on, in fp32
+    max_steps        training steps of every run; eval.py evaluates that step
+    learning_rate    Adam's learning rate
+    sequence_length  frames per training window
+    batch_size       windows per training batch
+    hidden_units     LSTM units
+    windows          train.py --windows (defaults.WINDOW_SCHEMES)
+    precision        train.py --precision
+    skip_padding     train.py --skip_padding
+    """
+    dataset_dir: str
+    portion: str
+    max_steps: int
+    learning_rate: float
+    sequence_length: int
+    batch_size: int
+    hidden_units: int
+    windows: str = defaults.WINDOWS
+    precision: str = defaults.PRECISION
+    skip_padding: bool = True
+
+    def __post_init__(self):
+        # Runs are found again by their schedule, wherever the ablation is started from.
+        object.__setattr__(self, 'dataset_dir', os.path.abspath(self.dataset_dir))
+
+    def as_json(self):
+        return dataclasses.asdict(self)
 
 
 def run_script(script, args, output_path):
@@ -82,29 +102,29 @@ def run_script(script, args, output_path):
 
 def train_and_evaluate(modality, seed, run_dir, plan, device):
     """Train then evaluate one run; returns its record (also in run.json)."""
-    eval_json = os.path.join(run_dir, 'eval_%s.json' % plan['portion'])
+    eval_json = os.path.join(run_dir, 'eval_%s.json' % plan.portion)
     resumed = any(name.endswith('.index') for name in helper.list_dir(run_dir))
     load_average = os.getloadavg()[0]
     train_seconds = run_script('train.py', [
-        '--dataset_dir', plan['dataset_dir'], '--train_dir', run_dir, '--device', device,
-        '--seed', seed, '--modality', modality, '--max_steps', plan['max_steps'],
-        '--learning_rate', plan['learning_rate'], '--sequence_length', plan['sequence_length'],
-        '--batch_size', plan['batch_size'], '--hidden_units', plan['hidden_units'],
-        '--windows', plan['windows'], '--precision', plan['precision'],
-        '--%sskip_padding' % ('' if plan['skip_padding'] else 'no'),
+        '--dataset_dir', plan.dataset_dir, '--train_dir', run_dir, '--device', device,
+        '--seed', seed, '--modality', modality, '--max_steps', plan.max_steps,
+        '--learning_rate', plan.learning_rate, '--sequence_length', plan.sequence_length,
+        '--batch_size', plan.batch_size, '--hidden_units', plan.hidden_units,
+        '--windows', plan.windows, '--precision', plan.precision,
+        '--%sskip_padding' % ('' if plan.skip_padding else 'no'),
         '--max_checkpoints', KEPT_CHECKPOINTS], os.path.join(run_dir, 'train.out'))
     # --steps: the run's own last step, or a clear error if training stopped short.
     eval_seconds = run_script('eval.py', [
-        '--dataset_dir', plan['dataset_dir'], '--checkpoint', run_dir, '--device', device,
-        '--portion', plan['portion'], '--steps', plan['max_steps'], '--json', eval_json,
-        '--predictions_dir', os.path.join(run_dir, 'predictions', plan['portion']),
+        '--dataset_dir', plan.dataset_dir, '--checkpoint', run_dir, '--device', device,
+        '--portion', plan.portion, '--steps', plan.max_steps, '--json', eval_json,
+        '--predictions_dir', os.path.join(run_dir, 'predictions', plan.portion),
         '--noplots', '--precision', 'fp32'], os.path.join(run_dir, 'eval.out'))
     metrics = helper.read_json(eval_json)
     if metrics.get('modality') != modality:
         raise RunFailed('%s: evaluated with modality %r, not %r'
                         % (eval_json, metrics.get('modality'), modality))
     return {
-        'modality': modality, 'seed': seed, 'schedule': plan, 'device': device,
+        'modality': modality, 'seed': seed, 'schedule': plan.as_json(), 'device': device,
         'ccc': metrics['ccc'], 'mean_ccc': metrics['mean_ccc'], 'frames': metrics['frames'],
         'step': metrics['step'], 'train_seconds': train_seconds, 'eval_seconds': eval_seconds,
         # Time of a resumed run covers only the steps after the interruption.
@@ -122,7 +142,7 @@ def run(modality, seed, plan, output_dir, device, overwrite=False):
         shutil.rmtree(run_dir, ignore_errors=True)
     if os.path.isfile(record_path):
         record = helper.read_json(record_path)
-        if record.get('schedule') != plan:
+        if record.get('schedule') != plan.as_json():
             raise RunFailed('%s was made with another schedule (%s); use --overwrite or another '
                             '--output_dir' % (record_path, record.get('schedule')))
         if 'ccc' in record:
@@ -130,7 +150,8 @@ def run(modality, seed, plan, output_dir, device, overwrite=False):
             return record
     os.makedirs(run_dir, exist_ok=True)
     # Written first, so that an interrupted run cannot be resumed under another schedule.
-    helper.write_json(record_path, {'modality': modality, 'seed': seed, 'schedule': plan})
+    helper.write_json(record_path, {'modality': modality, 'seed': seed,
+                                    'schedule': plan.as_json()})
     record = train_and_evaluate(modality, seed, run_dir, plan, device)
     helper.write_json(record_path, record)
     logging.info('%s: %s, mean %.4f; trained in %.1f min', run_name(modality, seed),
@@ -422,9 +443,9 @@ def collect(records, failed, seeds, modalities, plan, output_dir, device):
     paired = differences(records)
     return {
         'created': datetime.datetime.now().isoformat(' ', 'seconds'),
-        'dataset_dir': plan['dataset_dir'], 'output_dir': os.path.abspath(output_dir),
-        'dataset': dataset_summary(plan['dataset_dir'], plan['portion']),
-        'schedule': plan, 'seeds': seeds, 'modalities': modalities, 'device': device,
+        'dataset_dir': plan.dataset_dir, 'output_dir': os.path.abspath(output_dir),
+        'dataset': dataset_summary(plan.dataset_dir, plan.portion),
+        'schedule': plan.as_json(), 'seeds': seeds, 'modalities': modalities, 'device': device,
         'machine': host.machine(),
         'runs': records, 'failed': failed,
         'summary': summarise(records, modalities),

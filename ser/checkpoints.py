@@ -9,6 +9,7 @@ import os
 import re
 
 import helper
+from ser import defaults
 import models
 
 tf = helper.import_tensorflow()
@@ -18,7 +19,7 @@ MODEL_CONFIG_FILE = 'model.json'
 CHECKPOINT_PREFIX = 'model.ckpt'
 
 
-def write_model_config(train_dir, hidden_units, dataset, modality=models.DEFAULT_MODALITY,
+def write_model_config(train_dir, hidden_units, dataset, modality=defaults.MODALITY,
                        precision=None):
     """model.json: everything beyond dataset.json (`dataset`, a DatasetInfo)
     needed to rebuild the graph, the modality the model was trained to hear
@@ -35,16 +36,15 @@ def write_model_config(train_dir, hidden_units, dataset, modality=models.DEFAULT
 
 
 def read_model_config(checkpoint_dir):
-    """model.json as a dict; one written before modalities existed gets 'both'."""
+    """model.json as a dict, its fields checked."""
     path = os.path.join(checkpoint_dir, MODEL_CONFIG_FILE)
     config = helper.read_json(path)
     for key in ('hidden_units', 'frame_samples', 'embedding_dim'):
         if not isinstance(config.get(key), int):
             raise helper.InputError(path, None, 'missing integer field %r' % key)
-    config.setdefault('modality', models.DEFAULT_MODALITY)
-    if config['modality'] not in models.MODALITIES:
+    if config.get('modality') not in defaults.MODALITIES:
         raise helper.InputError(path, None, 'modality %r is none of %s'
-                                % (config['modality'], ', '.join(models.MODALITIES)))
+                                % (config.get('modality'), ', '.join(defaults.MODALITIES)))
     return config
 
 

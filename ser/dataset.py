@@ -10,8 +10,7 @@ checkpoints (and in an exported model).
     frames           {portion: frames}
 
 Paths are stored relative to the file, so a work directory (tfrecords/,
-embeddings/, checkpoints/) copied to another machine still works; an absolute
-path written by an older version is read as it is.
+embeddings/, checkpoints/) copied to another machine still works.
 """
 
 import os

@@ -32,17 +32,28 @@ BEST_FILE = 'best.json'
 CSV_HEADER = ['timestamp'] + ['%s_pred' % d for d in paths.DIMENSIONS] + list(paths.DIMENSIONS)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Options:
-    """What to evaluate on and where the outputs go."""
+    """What to evaluate on and where the outputs go, built by keyword.
+
+    dataset_dir      directory with dataset.json and the portion's TFRecords
+    portion          the portion evaluated (train, devel or test)
+    device           GPU index, or -1 for the CPU
+    predictions_dir  where the per-segment CSV and PNG go; None: predictions/<portion>
+    plots            whether a PNG is drawn beside each segment's CSV
+    json_path        a JSON file the metrics are also written to, or None
+    precision        the model's arithmetic, one of defaults.PRECISIONS (eval.py resolves
+                     auto first, so that the outputs name what ran)
+    chunk_seconds    seconds per chunk a segment runs in; 0: each segment in one pass
+    """
     dataset_dir: str
     portion: str = 'devel'
     device: int = 0
-    predictions_dir: str = None   # default: predictions/<portion>
+    predictions_dir: str = None
     plots: bool = True
     json_path: str = None
     precision: str = defaults.PRECISION
-    chunk_seconds: float = 0.0    # 0: each segment in one pass
+    chunk_seconds: float = 0.0
 
     @property
     def predictions(self):
@@ -173,7 +184,7 @@ def report(metrics, portion, prefix, step, checkpoint_dir, json_path):
 
 def portion_model(config, options):
     return PortionModel(config, options.dataset_dir, options.portion, options.device,
-                        options.precision, options.chunk_seconds)
+                        precision=options.precision, chunk_seconds=options.chunk_seconds)
 
 
 def evaluate(prefix, step, checkpoint_dir, config, options, restore_from=None, model=None):

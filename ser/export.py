@@ -26,8 +26,6 @@ Predictor uses; TensorFlow Serving can serve it too):
                          previous chunk (zeros at the start)
     outputs  arousal, valence [batch, frames]; state_c, state_h for the next chunk
 
-An export written before `chunk` existed still loads (one pass per recording).
-
 The model is built for inference (no dropout) in the modality it was trained
 with: a model trained on audio alone zeroes the embeddings inside the graph,
 one trained on text alone the audio, so the signature stays the same and
@@ -44,8 +42,8 @@ import tempfile
 import numpy as np
 
 import helper
-import models
 from ser import checkpoints
+from ser import defaults
 from ser import dataset
 from ser import paths
 from ser.inference import (CHUNK_SIGNATURE_KEY, EMBEDDINGS_DIR, EXTRA_DIR, SIGNATURE_KEY,
@@ -58,7 +56,7 @@ CHECK_FRAMES = 3
 CHECK_TOLERANCE = 1e-5
 
 
-def serving_graph(frame_samples, embedding_dim, hidden_units, modality=models.DEFAULT_MODALITY):
+def serving_graph(frame_samples, embedding_dim, hidden_units, modality=defaults.MODALITY):
     """The inference model (ser.inference.inference_graph), hearing what it
     was trained to hear, and its two signatures: {key: (inputs, outputs)},
     dicts of tensors. serving_default takes whole recordings (audio,

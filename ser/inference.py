@@ -10,7 +10,7 @@ dataset.json, model.json) or an export_model.py SavedModel
 or one version directory). Sample rate, frame size, label step and word
 vectors come from the dataset.json kept with the model, so a recording is
 framed exactly as the training data were. A recording runs through the model
-in chunks (DEFAULT_CHUNK_SECONDS), the LSTM state carried from one to the next
+in chunks (defaults.CHUNK_SECONDS), the LSTM state carried from one to the next
 and a little audio on either side for the convolutions: the one-pass timeline
 (within float rounding) in memory bounded whatever the length. `words` are [(start, end, word)] in seconds: word
 timings from a recogniser (read_words), a sentence transcript aligned with
@@ -25,10 +25,12 @@ import math
 import os
 
 import numpy as np
+from absl import app
 
 import helper
 import models
-from ser import alignment, audio, dataset, embeddings, records
+from ser import alignment, audio, dataset, embeddings, recognition, records
+from ser import defaults
 from ser import checkpoints
 from ser import paths
 from ser.text import normalise_words
@@ -40,9 +42,6 @@ TRANSCRIPT_COLUMNS = [('start', float), ('end', float), ('sentence', str)]
 SIGNATURE_KEY = 'serving_default'
 # The signature that runs one chunk of a recording from a given LSTM state.
 CHUNK_SIGNATURE_KEY = 'chunk'
-# Chunks this long keep predict.py on an hour of 16-kHz audio under 2 GB, and cost
-# under 1% more computation than one pass (two frames of context per chunk).
-DEFAULT_CHUNK_SECONDS = 60.0
 # export_model.py puts dataset.json, model.json and the word vectors here.
 EXTRA_DIR = 'assets.extra'
 EMBEDDINGS_DIR = 'embeddings'
@@ -84,7 +83,7 @@ def acoustic_in_context(audio, context):
     return tf.reshape(features, [batch, -1, frame_samples])
 
 
-def inference_graph(frame_samples, embedding_dim, hidden_units, modality=models.DEFAULT_MODALITY):
+def inference_graph(frame_samples, embedding_dim, hidden_units, modality=defaults.MODALITY):
     """The inference model (no dropout) for a whole recording or one chunk of
     it, in `modality`. Returns (inputs, outputs), dicts of tensors:
 
@@ -158,8 +157,7 @@ class Predictor:
     A recording runs in chunks of frames, the LSTM state carried from one to
     the next and a frame of audio on either side for the convolutions, so
     that memory stays bounded whatever its length and the timeline equals
-    the one-pass one (to float rounding). A SavedModel exported before chunks
-    existed has no 'chunk' signature: it runs every recording in one pass."""
+    the one-pass one (to float rounding)."""
 
     def __init__(self, session, inputs, outputs, info, description):
         self._session = session
@@ -197,9 +195,8 @@ class Predictor:
 
     @classmethod
     def from_saved_model(cls, export_dir, device=0, modality=None):
-        """An export_model.py SavedModel, through its 'chunk' signature (or,
-        in an older export, its serving signature: one pass). Its graph
-        applies the modality it was trained with (assets.extra/model.json);
+        """An export_model.py SavedModel, through its 'chunk' signature. Its
+        graph applies the modality it was trained with (assets.extra/model.json);
         asking for another one is an error, since no input can undo the
         zeroing."""
         model_dir = saved_model_version_dir(export_dir)
@@ -218,11 +215,10 @@ class Predictor:
             meta_graph = tf.saved_model.loader.load(
                 session, [tf.saved_model.tag_constants.SERVING], model_dir)
             signatures = meta_graph.signature_def
-            key = CHUNK_SIGNATURE_KEY if CHUNK_SIGNATURE_KEY in signatures else SIGNATURE_KEY
-            if key not in signatures:
+            if CHUNK_SIGNATURE_KEY not in signatures:
                 raise helper.InputError(model_dir, None, 'no %r signature (found: %s)' % (
-                    SIGNATURE_KEY, ', '.join(signatures) or 'none'))
-        signature = signatures[key]
+                    CHUNK_SIGNATURE_KEY, ', '.join(signatures) or 'none'))
+        signature = signatures[CHUNK_SIGNATURE_KEY]
 
         def tensors(infos):
             return {name: graph.get_tensor_by_name(value.name) for name, value in infos.items()}
@@ -231,19 +227,10 @@ class Predictor:
         with graph.as_default():
             outputs['predictions'] = tf.stack([outputs.pop(name) for name in paths.DIMENSIONS],
                                               axis=-1)
-        if key == SIGNATURE_KEY:
-            logging.warning('%s was exported before chunked inference: every recording runs in '
-                            'one pass (memory grows with its length); export it again for '
-                            'chunks and streams', model_dir)
         version = os.path.basename(os.path.normpath(model_dir))
         return cls(session, inputs, outputs, info,
                    {'saved_model': os.path.abspath(model_dir),
                     'step': int(version) if version.isdigit() else None, 'modality': exported})
-
-    @property
-    def carries_state(self):
-        """Whether the model runs in chunks (False: an old export, one pass only)."""
-        return 'state_c' in self._inputs
 
     @property
     def embedder(self):
@@ -291,10 +278,6 @@ class Predictor:
         the start of the recording)."""
         feed = {self._inputs['audio']: np.asarray(audio_frames, dtype=np.float32)[None],
                 self._inputs['embeddings']: np.asarray(embedding_frames, dtype=np.float32)[None]}
-        if not self.carries_state:
-            if tuple(context) != (0, 0) or state is not None:
-                raise ValueError('this export runs whole recordings only (no chunk signature)')
-            return self._session.run(self._outputs['predictions'], feed)[0], None
         feed[self._inputs['context']] = np.asarray(context, dtype=np.int32)
         if state is not None:
             feed[self._inputs['state_c']], feed[self._inputs['state_h']] = state
@@ -317,7 +300,7 @@ class Predictor:
         return self._run(len(audio_frames), lambda first, stop: audio_frames[first:stop],
                          embedding_frames, chunk_frames)
 
-    def timeline(self, samples, words=None, chunk_seconds=DEFAULT_CHUNK_SECONDS,
+    def timeline(self, samples, words=None, chunk_seconds=defaults.CHUNK_SECONDS,
                  cancelled=None):
         """(timestamps [N] int64 ms, predictions [N,2]) of one recording, in
         chunks of `chunk_seconds` (0: one pass); framed chunk by chunk, so
@@ -336,7 +319,7 @@ class Predictor:
     def _run(self, n_frames, audio, embedding_frames, chunk_frames, cancelled=None):
         """Predictions of frames [0, n_frames) chunk by chunk; audio(first,
         stop) gives frames [first, stop) as [stop - first, S]."""
-        if chunk_frames is None or chunk_frames >= n_frames or not self.carries_state:
+        if chunk_frames is None or chunk_frames >= n_frames:
             return self.run_chunk(audio(0, n_frames), embedding_frames)[0]
         predictions, state = [], None
         for first in range(0, n_frames, chunk_frames):
@@ -358,6 +341,36 @@ class Predictor:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+# --------------------------------------------------------------------------
+# The options that choose the model and its text (predict.py, serve.py)
+# --------------------------------------------------------------------------
+def check_model_choice(*, checkpoint, saved_model, steps):
+    """app.UsageError unless exactly one of a checkpoint directory and a
+    SavedModel is given, and steps only with the checkpoint."""
+    if bool(checkpoint) == bool(saved_model):
+        raise app.UsageError('give exactly one of --checkpoint and --saved_model')
+    if steps is not None and not checkpoint:
+        raise app.UsageError('--steps goes with --checkpoint')
+
+
+def check_recognition_language(*, recognise, language):
+    """app.UsageError when words are to be recognised in a language the
+    recogniser does not know."""
+    if recognise and language not in recognition.LANGUAGES:
+        raise app.UsageError('--recognise recognises English only (--language eng)')
+
+
+def load_predictor(*, checkpoint=None, saved_model=None, steps=None, device=0, modality=None,
+                   allow_modality_mismatch=False):
+    """The Predictor of `checkpoint` (a train.py directory, at `steps`) or
+    else of `saved_model` (an export_model.py export); see from_checkpoint
+    and from_saved_model for the modality."""
+    if checkpoint:
+        return Predictor.from_checkpoint(checkpoint, steps, device, modality,
+                                         allow_modality_mismatch)
+    return Predictor.from_saved_model(saved_model, device, modality)
 
 
 def unheard_input_warning(modality, has_words):

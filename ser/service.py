@@ -39,13 +39,15 @@ from starlette.websockets import WebSocketDisconnect
 
 import helper
 from ser import alignment, audio, emotion, inference, metrics, page, recognition, streaming
+from ser import defaults
 from ser.text import normalise_words
 
 SERVICE = 'emotion recognition service'
 # The name bad input is reported under (the request has no file name).
 AUDIO_NAME = 'audio'
-# What a 2-core CPU held at real time beside other work, POST requests still
-# served (bench/bench_stream.py); a stream over the limit is closed with 1013.
+# Each stream costs CPU at real time, so past some number they all fall behind;
+# how many a machine holds is measured by bench/bench_stream.py (BENCHMARKS.md:
+# stream_max_realtime_streams). A stream over the limit is closed with 1013.
 DEFAULT_MAX_STREAMS = 12
 DEFAULT_STREAM_IDLE_SECONDS = 30.0
 DEFAULT_CLIENT_TIMEOUT_SECONDS = 30.0
@@ -60,11 +62,22 @@ CLIENT_LEFT = 499
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """What one caller may make the service spend."""
+    """What one caller may make the service spend, built by keyword.
+
+    max_request_bytes       largest request body accepted (larger: 413)
+    max_audio_seconds       longest audio of a request (413) or a stream (ended there)
+    threads                 requests run at once; more wait their turn
+    chunk_seconds           seconds per chunk a request's audio runs through the model in
+    max_streams             streams open at once; one more is closed with 1013
+    stream_idle_seconds     a stream silent this long is ended, as is one slower than
+                            MIN_STREAM_AUDIO_RATE after this long of grace
+    stream_threads          streams whose frames run through the model at once
+    client_timeout_seconds  time a client has to send a request's body
+    """
     max_request_bytes: int = 32 << 20
     max_audio_seconds: float = 600.0
     threads: int = 4
-    chunk_seconds: float = inference.DEFAULT_CHUNK_SECONDS
+    chunk_seconds: float = defaults.CHUNK_SECONDS
     max_streams: int = DEFAULT_MAX_STREAMS
     stream_idle_seconds: float = DEFAULT_STREAM_IDLE_SECONDS
     stream_threads: int = 2
@@ -90,21 +103,28 @@ class RequestError(Exception):
         self.status = status
 
 
+@dataclasses.dataclass(eq=False)
 class Service:
-    """What a request needs: the model, the aligner, the limits, the metrics
-    and, when set, the key callers must present. With `recognise_words`, a
-    request without text has its words recognised (aligner.recognise)."""
+    """What a request needs, built by keyword:
 
-    def __init__(self, predictor, aligner, language='eng', limits=Limits(), api_key=None,
-                 recognise_words=False):
-        self.predictor = predictor
-        self.aligner = aligner
-        self.language = language
-        self.limits = limits
-        self.api_key = api_key
-        self.recognise_words = recognise_words
-        self.metrics = metrics.Metrics()
-        self._ids = itertools.count(1)
+    predictor        the model (an inference.Predictor), shared by every request
+    aligner          what aligns a transcript and recognises words (an IsolatedAligner)
+    language         the language of transcripts (ISO 639-3)
+    limits           what one caller may make the service spend (Limits)
+    api_key          the key callers must present, or None: no key
+    recognise_words  whether a request without text has its words recognised
+                     (aligner.recognise)
+
+    and, made here, its metrics and the counter of request ids."""
+    predictor: object
+    aligner: object
+    language: str = 'eng'
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    api_key: str = None
+    recognise_words: bool = False
+    metrics: object = dataclasses.field(default_factory=metrics.Metrics, init=False, repr=False)
+    _ids: object = dataclasses.field(default_factory=lambda: itertools.count(1), init=False,
+                                     repr=False)
 
     def next_id(self):
         return next(self._ids)

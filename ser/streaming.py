@@ -87,9 +87,6 @@ class Stream:
     the LSTM state and the predictions made."""
 
     def __init__(self, predictor, sample_rate, channels=1, with_words=False, max_seconds=None):
-        if not predictor.carries_state:
-            raise StreamError('the model was exported before chunked inference: it cannot '
-                              'stream (export it again)')
         self.predictor = predictor
         self.channels = channels
         self.with_words = with_words

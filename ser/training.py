@@ -37,13 +37,34 @@ tf = helper.import_tensorflow()
 LOG_FILE = 'log_train.txt'
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything train.py's flags decide."""
+    """Everything train.py's flags decide, built by keyword (a changed copy:
+    dataclasses.replace).
+
+    batch_size          windows per training batch
+    sequence_length     frames per training window
+    hidden_units        LSTM units
+    modality            what the model hears: both, audio or text (defaults.MODALITIES)
+    learning_rate       Adam's learning rate
+    loss_weights        one weight per dimension of the CCC loss; None: their mean
+    max_steps           the global step training stops at; None: no end
+    save_interval_secs  seconds between checkpoints
+    save_summaries_secs seconds between TensorBoard summaries
+    max_checkpoints     checkpoints kept; older ones are removed
+    log_every_n_steps   steps between log lines
+    device              GPU index, or -1 for the CPU
+    seed                the seed of the weights and of the batches' order
+    xla                 whether the training step is compiled by XLA
+    precision           defaults.PRECISIONS; 'auto' is resolved by train()
+    windows             how segments become windows (defaults.WINDOW_SCHEMES)
+    skip_padding        whether padded frames are left out of the computation
+    sync_replicas       in a cluster: SyncReplicasOptimizer
+    """
     batch_size: int = 5
     sequence_length: int = 100
-    hidden_units: int = models.DEFAULT_HIDDEN_UNITS
-    modality: str = models.DEFAULT_MODALITY
+    hidden_units: int = defaults.HIDDEN_UNITS
+    modality: str = defaults.MODALITY
     learning_rate: float = 5e-4
     loss_weights: list = None
     max_steps: int = None
@@ -54,16 +75,16 @@ class Settings:
     device: int = 0
     seed: int = 0
     xla: bool = False
-    precision: str = defaults.PRECISION   # 'auto' is resolved by train()
-    windows: str = data_provider.DEFAULT_WINDOWS
+    precision: str = defaults.PRECISION
+    windows: str = defaults.WINDOWS
     skip_padding: bool = True
-    sync_replicas: bool = False   # in a cluster: SyncReplicasOptimizer
+    sync_replicas: bool = False
 
 
 # --------------------------------------------------------------------------
 # The training directory: what a run leaves for the next one and for eval.
 # --------------------------------------------------------------------------
-def prepare_train_dir(dataset_dir, train_dir, hidden_units, modality=models.DEFAULT_MODALITY,
+def prepare_train_dir(dataset_dir, train_dir, hidden_units, modality=defaults.MODALITY,
                       precision=None):
     """Save dataset.json and model.json (with `precision`, the one this run
     computes in) into train_dir; refuse to resume from checkpoints made for

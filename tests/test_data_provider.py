@@ -14,6 +14,7 @@ import pytest
 import data_provider
 import helper
 from ser import paths
+from ser import defaults
 from ser.dataset import DatasetInfo
 
 tf = data_provider.tf
@@ -211,7 +212,7 @@ def first_batches(dataset, seed, windows):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('windows', data_provider.WINDOW_SCHEMES)
+@pytest.mark.parametrize('windows', defaults.WINDOW_SCHEMES)
 def test_same_seed_same_batches_other_seed_other_batches(tiny_dataset, windows):
     first, again, other = (first_batches(tiny_dataset, seed, windows) for seed in (5, 5, 6))
     for a, b in zip(first, again):

@@ -16,10 +16,10 @@ import sys
 import numpy as np
 import pytest
 
-import data_provider
 import helper
 import models
 from ser import ablation, evaluation, export, inference, training
+from ser import defaults
 from ser import checkpoints
 from ser import paths
 
@@ -72,7 +72,7 @@ def random_inputs(seed, frames=12):
             rng.normal(size=(2, frames, E)).astype(np.float32))
 
 
-@pytest.mark.parametrize('modality', models.MODALITIES)
+@pytest.mark.parametrize('modality', defaults.MODALITIES)
 def test_the_first_layers_receive_zeros_for_the_input_not_heard(modality):
     graph, audio, embeddings, predictions = inference_graph(modality)
     heard_audio, heard_embeddings = first_layer_inputs(graph)
@@ -102,7 +102,7 @@ def test_the_first_layers_receive_zeros_for_the_input_not_heard(modality):
 def test_same_seed_same_start_whatever_the_modality():
     """The three runs of one seed differ only in what the model hears."""
     values = []
-    for modality in models.MODALITIES:
+    for modality in defaults.MODALITIES:
         graph = inference_graph(modality, seed=3)[0]
         with tf.Session(graph=graph) as session:
             session.run(tf.global_variables_initializer())
@@ -120,21 +120,15 @@ def test_an_unknown_modality_is_refused():
         models.select_modality(*models.inference_inputs(S, E), 'video')
 
 
-def test_model_json_without_modality_means_both(tmp_path):
+def test_model_json_needs_a_known_modality(tmp_path):
     helper.write_json(str(tmp_path / 'model.json'),
                       {'hidden_units': 16, 'frame_samples': S, 'embedding_dim': E})
-    assert checkpoints.read_model_config(str(tmp_path))['modality'] == 'both'
+    with pytest.raises(helper.InputError, match='modality None'):
+        checkpoints.read_model_config(str(tmp_path))
     helper.write_json(str(tmp_path / 'model.json'), {'hidden_units': 16, 'frame_samples': S,
                                                      'embedding_dim': E, 'modality': 'video'})
     with pytest.raises(helper.InputError, match='video'):
         checkpoints.read_model_config(str(tmp_path))
-
-
-def test_ablation_knows_the_models_modalities_and_window_schemes():
-    # ser.ablation repeats them to keep TensorFlow out of its process.
-    assert ablation.MODALITIES == models.MODALITIES
-    assert ablation.WINDOW_SCHEMES == data_provider.WINDOW_SCHEMES
-    assert ablation.DEFAULT_WINDOWS == data_provider.DEFAULT_WINDOWS
 
 
 def test_paired_differences_and_expectations_from_hand_made_runs():
@@ -156,9 +150,23 @@ def test_paired_differences_and_expectations_from_hand_made_runs():
                       'text alone beats audio alone on valence': True}
 
 
+def test_a_schedule_is_stored_with_its_keys_in_order_and_an_absolute_dataset_dir():
+    # run.json of earlier ablations must still compare equal, key for key.
+    stored = ablation.Schedule(dataset_dir='data', portion='test', max_steps=2,
+                               learning_rate=1e-3, sequence_length=16, batch_size=2,
+                               hidden_units=8).as_json()
+    assert list(stored) == ['dataset_dir', 'portion', 'max_steps', 'learning_rate',
+                            'sequence_length', 'batch_size', 'hidden_units', 'windows',
+                            'precision', 'skip_padding']
+    assert stored['dataset_dir'] == os.path.abspath('data')
+    assert (stored['windows'], stored['precision'], stored['skip_padding']) == (
+        defaults.WINDOWS, defaults.PRECISION, True)
+
+
 def test_a_single_modality_report_is_titled_by_its_training_options():
-    plan = ablation.schedule('data', 'test', 2, 1e-3, 16, 2, 8, windows='packed',
-                             precision='bf16', skip_padding=False)
+    plan = ablation.Schedule(dataset_dir='data', portion='test', max_steps=2, learning_rate=1e-3,
+                             sequence_length=16, batch_size=2, hidden_units=8, windows='packed',
+                             precision='bf16', skip_padding=False).as_json()
     assert (plan['windows'], plan['precision'], plan['skip_padding']) == ('packed', 'bf16', False)
     assert ablation.title({'modalities': ['both'], 'schedule': plan}) == \
         '# Test CCC of the model hearing both: packed windows, padding computed, bf16'
@@ -189,7 +197,7 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
     results = ablation_run['results']
     assert len(results['runs']) == len(SEEDS) * 3 and results['failed'] == []
     scores = {}
-    for modality in models.MODALITIES:
+    for modality in defaults.MODALITIES:
         for seed in SEEDS:
             directory = run_dir(ablation_run, modality, seed)
             assert checkpoints.read_model_config(directory)['modality'] == modality
@@ -201,7 +209,7 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
             assert (metrics['modality'], metrics['step']) == (modality, 2)
             scores[modality, seed] = dict(metrics['ccc'], mean_ccc=metrics['mean_ccc'])
     report = open(ablation_run['report'], encoding='utf-8').read()
-    for modality in models.MODALITIES:
+    for modality in defaults.MODALITIES:
         summary = results['summary'][modality]
         assert summary['seeds'] == list(SEEDS)
         cells = []

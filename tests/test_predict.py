@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 
+from absl import app
 import numpy as np
 import pytest
 import soundfile
@@ -19,6 +20,7 @@ import soxr
 import helper
 from model_fixtures import PYTHON, STEPS, run_script, write_random_checkpoint
 from ser import dataset, export, inference
+from ser import defaults
 from ser import paths
 
 TOLERANCE = 1e-4
@@ -226,6 +228,27 @@ def test_steps_selects_the_checkpoint(model, recording):
     assert np.max(np.abs(outputs[STEPS[0]] - outputs[STEPS[-1]])) > 1e-4
 
 
+def test_the_model_is_chosen_by_keyword_as_predict_and_serve_choose_it(model):
+    """ser.inference's checks of the options predict.py and serve.py share,
+    and load_predictor of either source."""
+    for choice, message in (
+            (dict(checkpoint='c', saved_model='s', steps=None), 'exactly one of --checkpoint'),
+            (dict(checkpoint=None, saved_model=None, steps=None), 'exactly one of --checkpoint'),
+            (dict(checkpoint=None, saved_model='s', steps=3), '--steps goes with --checkpoint')):
+        with pytest.raises(app.UsageError, match=message):
+            inference.check_model_choice(**choice)
+    inference.check_model_choice(checkpoint='c', saved_model=None, steps=3)
+    with pytest.raises(app.UsageError, match='--recognise recognises English only'):
+        inference.check_recognition_language(recognise=True, language='deu')
+    inference.check_recognition_language(recognise=False, language='deu')
+    inference.check_recognition_language(recognise=True, language='eng')
+    with inference.load_predictor(checkpoint=model['train_dir'], steps=STEPS[0],
+                                  device=-1) as loaded:
+        assert loaded.description['step'] == STEPS[0]
+    with inference.load_predictor(saved_model=model['export_dir'], device=-1) as loaded:
+        assert loaded.description['step'] == STEPS[-1]
+
+
 def test_asr_tokens_are_normalised(tmp_path):
     path = tmp_path / 'asr.csv'
     path.write_text('start,end,word\n0.0,0.5,Great!\n\n0.5,0.6,<laugh>\n1.0,2.0,e-mail\n')
@@ -428,7 +451,7 @@ def test_a_20_minute_recording_in_chunks_equals_one_pass(predictor):
     samples, words = long_recording(20)
     timestamps, one_pass = predictor.timeline(samples, words, chunk_seconds=0)
     assert len(timestamps) == 4801
-    for seconds in (inference.DEFAULT_CHUNK_SECONDS, 7.75):
+    for seconds in (defaults.CHUNK_SECONDS, 7.75):
         chunked_timestamps, chunked = predictor.timeline(samples, words, chunk_seconds=seconds)
         np.testing.assert_array_equal(chunked_timestamps, timestamps)
         assert np.max(np.abs(chunked - one_pass)) <= TOLERANCE, seconds
@@ -437,29 +460,21 @@ def test_a_20_minute_recording_in_chunks_equals_one_pass(predictor):
 
 def test_an_export_runs_in_chunks(model, predictor, recording):
     with inference.Predictor.from_saved_model(model['export_dir'], device=-1) as loaded:
-        assert loaded.carries_state
         _, served = loaded.timeline(recording['samples'], recording['words'], chunk_seconds=1.75)
     _, expected = predictor.timeline(recording['samples'], recording['words'], chunk_seconds=0)
     assert np.max(np.abs(served - expected)) <= TOLERANCE
 
 
-def test_an_export_from_before_chunks_runs_in_one_pass(model, predictor, recording, tmp_path,
-                                                       caplog):
-    """An export with the serving signature alone (as exports were before
-    the chunk signature) loads, says so, and gives the same timeline."""
+def test_an_export_without_the_chunk_signature_is_refused(model, tmp_path):
     from tensorflow.core.protobuf import saved_model_pb2
-    old = tmp_path / 'old'
-    shutil.copytree(os.path.join(model['export_dir'], str(STEPS[-1])), old)
+    stripped = tmp_path / 'stripped'
+    shutil.copytree(os.path.join(model['export_dir'], str(STEPS[-1])), stripped)
     saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((old / 'saved_model.pb').read_bytes())
+    saved_model.ParseFromString((stripped / 'saved_model.pb').read_bytes())
     del saved_model.meta_graphs[0].signature_def[inference.CHUNK_SIGNATURE_KEY]
-    (old / 'saved_model.pb').write_bytes(saved_model.SerializeToString())
-    with inference.Predictor.from_saved_model(str(old), device=-1) as loaded:
-        assert not loaded.carries_state
-        _, served = loaded.timeline(recording['samples'], recording['words'], chunk_seconds=1.75)
-    assert 'exported before chunked inference' in caplog.text
-    _, expected = predictor.timeline(recording['samples'], recording['words'], chunk_seconds=0)
-    assert np.max(np.abs(served - expected)) <= TOLERANCE
+    (stripped / 'saved_model.pb').write_bytes(saved_model.SerializeToString())
+    with pytest.raises(helper.InputError, match="no 'chunk' signature .found: serving_default"):
+        inference.Predictor.from_saved_model(str(stripped), device=-1)
 
 
 @pytest.mark.slow

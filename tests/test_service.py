@@ -140,8 +140,9 @@ class FakeAligner:
 def make_client(api_key=None, recognise_words=False, **limits):
     settings = service.Limits(**dict({'max_audio_seconds': 30.0, 'stream_idle_seconds': 5.0},
                                      **limits))
-    app = service.create_app(service.Service(FakePredictor(), FakeAligner(), 'eng', settings,
-                                             api_key, recognise_words), with_page=False)
+    app = service.create_app(service.Service(
+        predictor=FakePredictor(), aligner=FakeAligner(), language='eng', limits=settings,
+        api_key=api_key, recognise_words=recognise_words), with_page=False)
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -457,8 +458,8 @@ BODIES = st.one_of(
           suppress_health_check=[HealthCheck.too_slow])
 @given(BODIES)
 def test_no_request_body_escapes_as_a_fault(body):
-    answerer = service.Service(FakePredictor(), FakeAligner(), 'eng', service.Limits(
-        max_audio_seconds=30.0))
+    answerer = service.Service(predictor=FakePredictor(), aligner=FakeAligner(), language='eng',
+                               limits=service.Limits(max_audio_seconds=30.0))
     try:
         response, _ = answerer.answer(body)
     except service.RequestError as error:
@@ -489,8 +490,8 @@ STARTS = st.one_of(
 @given(STARTS, STREAM_MESSAGES)
 def test_no_stream_message_escapes_as_a_fault(start, messages):
     """The protocol's steps as serve_stream takes them: only StreamError."""
-    answerer = service.Service(FakePredictor(), FakeAligner(), 'eng', service.Limits(
-        max_audio_seconds=30.0))
+    answerer = service.Service(predictor=FakePredictor(), aligner=FakeAligner(), language='eng',
+                               limits=service.Limits(max_audio_seconds=30.0))
     try:
         stream, options = service.open_stream(answerer, start)
         for message in messages:
