@@ -2,7 +2,7 @@
 processes on free 127.0.0.1 ports, for `make cluster-demo`, the tests and
 bench/bench_distributed.py.
 
-    python -m tools.local_cluster [--num_ps 1] [--num_workers 2] [--log_dir DIR] \
+    python -m tools.local_cluster [--num_ps 1] [--num_workers 2] [--log_dir DIR] \\
         -- --dataset_dir demo/tfrecords --train_dir demo/cluster --max_steps 100 ...
 
 starts them, waits for the workers to finish, stops the ps tasks (they serve
@@ -11,7 +11,6 @@ gone when it returns, also after an error or Ctrl-C; a task's output goes to
 <log_dir>/<job><index>.log.
 """
 
-import argparse
 import contextlib
 import ctypes
 import logging
@@ -23,11 +22,17 @@ import subprocess
 import sys
 import time
 
+from absl import flags
+
+import helper
+
+FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(REPO, 'train.py')
 # A task gets this long to end after SIGTERM before it is killed.
 STOP_GRACE_SECS = 10
 POLL_SECS = 0.2
+DEFAULT_LOG_DIR = 'cluster_logs'
 # The line train.py's workers end with (ser.training).
 RAN_STEPS = re.compile(r'(/job:worker/task:\d+) ran (\d+) steps')
 _PR_SET_PDEATHSIG = 1
@@ -171,24 +176,29 @@ def worker_steps(cluster):
             for m in RAN_STEPS.finditer(cluster.log('worker', i))}
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Train with train.py on a cluster of local processes: ps and worker tasks on '
-                    'free 127.0.0.1 ports. Arguments after -- go to every train.py task.')
-    parser.add_argument('--num_ps', type=int, default=1, help='parameter-server tasks')
-    parser.add_argument('--num_workers', type=int, default=2, help='worker tasks (0 is the chief)')
-    parser.add_argument('--log_dir', default='cluster_logs', help='one log file per task')
-    parser.add_argument('--timeout', type=float, default=3600,
-                        help='seconds the workers may take in all')
-    parser.add_argument('train_args', nargs='*', help='train.py flags, after --')
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s',
-                        datefmt='%H:%M:%S')
-    with LocalCluster(args.train_args, args.log_dir, args.num_ps, args.num_workers) as cluster:
+def define_flags():
+    """The launcher's flags, defined only when it runs as a program, so that
+    what imports LocalCluster (the tests, bench/bench_distributed.py) does
+    not get them. --log_dir, where each task's log goes (<job><index>.log;
+    default cluster_logs/), is absl's own flag."""
+    flags.DEFINE_integer('num_ps', 1, 'Parameter-server tasks.', lower_bound=1)
+    flags.DEFINE_integer('num_workers', 2, 'Worker tasks (worker 0 is the chief).',
+                         lower_bound=1)
+    flags.DEFINE_float('timeout', 3600.0, 'Seconds the workers may take in all.',
+                       lower_bound=1.0)
+    helper.define_flags('verbose')
+
+
+def main(argv):
+    """Train with train.py on a cluster of local processes; the arguments
+    after -- (argv[1:]) go to every train.py task."""
+    train_args = argv[1:]
+    log_dir = FLAGS.log_dir or DEFAULT_LOG_DIR
+    with LocalCluster(train_args, log_dir, FLAGS.num_ps, FLAGS.num_workers) as cluster:
         logging.info('ps %s, workers %s; logs in %s', ' '.join(cluster.hosts['ps']),
-                     ' '.join(cluster.hosts['worker']), args.log_dir)
+                     ' '.join(cluster.hosts['worker']), log_dir)
         cluster.start_all()
-        statuses = cluster.wait_workers(args.timeout)
+        statuses = cluster.wait_workers(FLAGS.timeout)
     for index, status in enumerate(statuses):
         logging.info('worker %d: exit status %d', index, status)
     for name, steps in sorted(worker_steps(cluster).items()):
@@ -202,4 +212,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    define_flags()
+    helper.run(main)
