@@ -47,11 +47,8 @@ flags.DEFINE_float('utterance_seconds', 5.0, 'Length of every utterance (espeak 
                    'padded with silence).', lower_bound=1.0)
 helper.define_flags('threads', 'seed')
 
-# ---- Device flags ----
-helper.define_flags('device')
-
-# ---- Logging flags ----
-helper.define_flags('verbose')
+# ---- Device and logging flags ----
+helper.define_flags('device', 'verbose')
 
 FLAGS = flags.FLAGS
 VOCABULARY = ('the engine is quiet and the seat feels great but the brakes are awful and the '

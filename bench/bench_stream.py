@@ -54,11 +54,8 @@ flags.DEFINE_float('request_interval', 1.0, 'Seconds between the POST requests s
                    'the concurrent runs.', lower_bound=0.0)
 helper.define_flags('stream_threads', 'seed')
 
-# ---- Device flags ----
-helper.define_flags('device')
-
-# ---- Logging flags ----
-helper.define_flags('verbose')
+# ---- Device and logging flags ----
+helper.define_flags('device', 'verbose')
 
 FLAGS = flags.FLAGS
 RATE = random_model.SAMPLE_RATE
