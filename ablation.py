@@ -84,7 +84,7 @@ def main(argv):
     output_dir = FLAGS.output_dir or OUTPUT_DIR
     modalities = list(FLAGS.modalities)
     plan = ablation.Schedule(
-        dataset_dir=FLAGS.dataset_dir, portion=FLAGS.portion, max_steps=FLAGS.max_steps,
+        dataset_dir=FLAGS.dataset_dir, portion=FLAGS.portion or defaults.ABLATION_PORTION, max_steps=FLAGS.max_steps,
         learning_rate=FLAGS.learning_rate, sequence_length=FLAGS.sequence_length,
         batch_size=FLAGS.batch_size, hidden_units=FLAGS.hidden_units, windows=FLAGS.windows,
         precision=FLAGS.precision, skip_padding=FLAGS.skip_padding)

@@ -60,6 +60,7 @@ helper.define_flags('device', 'precision')
 def main(argv):
     del argv
     checkpoint_dir = FLAGS.checkpoint or defaults.TRAIN_DIR
+    portion = FLAGS.portion or defaults.EVAL_PORTION
     helper.configure_device(FLAGS.device)
     evaluation.check_compatible(checkpoint_dir, FLAGS.dataset_dir)
     config = checkpoints.read_model_config(checkpoint_dir)
@@ -67,7 +68,7 @@ def main(argv):
         os.path.join(checkpoint_dir, checkpoints.MODEL_CONFIG_FILE), config['modality'],
         FLAGS.modality, FLAGS.allow_modality_mismatch)
     options = evaluation.Options(
-        dataset_dir=FLAGS.dataset_dir, portion=FLAGS.portion, device=FLAGS.device,
+        dataset_dir=FLAGS.dataset_dir, portion=portion, device=FLAGS.device,
         predictions_dir=FLAGS.predictions_dir, plots=FLAGS.plots, json_path=FLAGS.json,
         precision=mixed_precision.choose_precision(FLAGS.precision, FLAGS.device),
         chunk_seconds=FLAGS.chunk_seconds)

@@ -214,7 +214,9 @@ SHARED_FLAGS = {
     'saved_model': ('string', None, 'SavedModel of export_model.py, instead of --checkpoint: the '
                     'export directory (its highest version is used) or one version directory.',
                     {}),
-    'portion': ('enum', 'devel', 'Portion of the partition to evaluate.', {'enum_values': list(defaults.PORTIONS)}),
+    'portion': ('enum', None, 'Portion of the partition to evaluate; default: devel for eval.py '
+                'and bench/bench_eval.py (the portion to choose by), test for ablation.py (the '
+                'portion its table reports).', {'enum_values': list(defaults.PORTIONS)}),
     'chunk_seconds': ('float', defaults.CHUNK_SECONDS,
                       'Run audio through the model in chunks of this many seconds, the LSTM '
                       'state carried from one to the next and a frame of audio on either side '

@@ -124,6 +124,7 @@ def main(argv):
                                 '--worker_hosts and --job_name, or TF_CONFIG)')
     flag_values = {flag.name: flag.value
                    for flag in FLAGS.get_key_flags_for_module(sys.modules[__name__])}
+    flag_values['modality'] = settings.modality
     try:
         training.train(FLAGS.dataset_dir, FLAGS.train_dir, settings, flag_values, task)
     except cluster.ParameterServerLost as lost:

@@ -74,19 +74,20 @@ def run(dataset_dir, checkpoint_dir, portion='devel', repeats=3):
 def main(argv):
     del argv
     info = machine.start(FLAGS.verbose)
+    portion = FLAGS.portion or defaults.EVAL_PORTION
     helper.configure_device(-1)
     with contextlib.ExitStack() as stack:
         work_dir, _ = stack.enter_context(corpus.work_directory('tfrecords'))
         dataset_dir = corpus.dataset_dir(work_dir)
         checkpoint = FLAGS.checkpoint or stack.enter_context(
             random_checkpoint(dataset_dir, FLAGS.seed))
-        result = run(dataset_dir, checkpoint, FLAGS.portion, FLAGS.repeats)
+        result = run(dataset_dir, checkpoint, portion, FLAGS.repeats)
     logging.info('eval pass over %s (%d segments, %d frames): %.1f frames/s (median of %d '
-                 'passes, %.2f s; the graph and session built once in %.2f s)', FLAGS.portion,
+                 'passes, %.2f s; the graph and session built once in %.2f s)', portion,
                  result['segments'], result['frames'], result['frames_per_s'], FLAGS.repeats,
                  statistics.median(result['pass_seconds']), result['build_seconds'])
     machine.hand_over({'eval_frames_per_s': round(result['frames_per_s'], 2)},
-                      {'portion': FLAGS.portion, 'frames': result['frames'],
+                      {'portion': portion, 'frames': result['frames'],
                        'pass_seconds': [round(s, 3) for s in result['pass_seconds']],
                        'build_seconds': round(result['build_seconds'], 3)}, info)
     return 0

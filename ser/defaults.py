@@ -5,6 +5,10 @@ script's --help and the Makefile need no TensorFlow."""
 
 # The portions of the partition (partition_generator.py).
 PORTIONS = ('train', 'devel', 'test')
+# What eval.py evaluates unless told (the portion to choose a model by), and
+# what the ablation reports (the held-out one).
+EVAL_PORTION = 'devel'
+ABLATION_PORTION = 'test'
 
 # ---- Features (data_generator.py) ----
 SAMPLE_RATE = 16000
