@@ -29,7 +29,7 @@ from absl import app, flags
 import numpy as np
 
 import helper
-from ser import alignment, connections, inference, isolated_alignment, service
+from ser import alignment, application, connections, inference, isolated_alignment, service
 
 # ---- Model flags ----
 helper.define_flags('checkpoint', 'steps', 'saved_model')
@@ -153,7 +153,7 @@ def main(argv):
                      FLAGS.max_streams, '; callers need the API key' if app_service.api_key
                      else '')
         server = connections.server(
-            service.create_app(app_service, with_page=not FLAGS.no_page), FLAGS.host,
+            application.create_app(app_service, with_page=not FLAGS.no_page), FLAGS.host,
             FLAGS.port, head_timeout=FLAGS.client_timeout_seconds / 3,
             max_connections=FLAGS.max_connections,
             graceful_shutdown_seconds=GRACEFUL_SHUTDOWN_SECONDS,

@@ -1,7 +1,8 @@
-"""The voicebot's emotion service as an ASGI application (Starlette), served
-by serve.py with uvicorn (ser.connections bounds its connections). Its
-protocols, POST /emotion-recognition and the /emotion-stream WebSocket, are
-described once, in docs/SERVICE.md; its limits in the README.
+"""The voicebot's emotion service: its settings (Limits), the Service that
+answers POST /emotion-recognition, and reading a request and its errors.
+The protocols, this one and the /emotion-stream WebSocket
+(ser.stream_protocol), are described once, in docs/SERVICE.md; its limits
+in the README. ser.application makes the Starlette application of a Service.
 
 A request is decoded in memory (ser.audio: accepted containers only, in
 bounded memory), its transcript aligned word by word to its audio
@@ -10,9 +11,7 @@ bounded memory), its transcript aligned word by word to its audio
 run in worker threads, at most `threads` at once; the model is shared
 (Session.run is thread-safe) and each alignment runs in its own process.
 When the client leaves, its request stops: the alignment process is killed
-and the model stops at the next chunk. A stream (ser.streaming) runs the
-model in its own `stream_threads` worker threads, frame by frame as its
-audio arrives, and is held to a pace and a length as requests are.
+and the model stops at the next chunk.
 """
 
 import base64
@@ -29,16 +28,11 @@ import time
 
 import anyio
 import anyio.to_thread
-import numpy as np
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocketDisconnect
+from starlette.responses import JSONResponse
 
 import helper
-from ser import alignment, audio, emotion, inference, metrics, page, recognition, streaming
+from ser import alignment, audio, emotion, inference, metrics, recognition, streaming
 from ser import defaults
 from ser.text import normalise_words
 
@@ -54,8 +48,6 @@ DEFAULT_CLIENT_TIMEOUT_SECONDS = 30.0
 # A body over the limit is read (and dropped) up to this many times the
 # limit, so that a client that sends it all before reading sees the 413.
 DRAIN_FACTOR = 4
-# A stream's audio must keep up with this share of real time.
-MIN_STREAM_AUDIO_RATE = 0.5
 # nginx's code for a request whose client left before the answer.
 CLIENT_LEFT = 499
 
@@ -402,287 +394,3 @@ async def run_while_connected(request, function, limiter):
     if 'error' in outcome:
         raise outcome['error']
     return outcome['value']
-
-
-# --------------------------------------------------------------------------
-# WebSocket /emotion-stream
-# --------------------------------------------------------------------------
-STREAM_FORMATS = ('pcm_s16le',)
-# Close codes (RFC 6455): normal, bad input, server busy, server fault.
-CLOSE_NORMAL, CLOSE_BAD_INPUT, CLOSE_BUSY, CLOSE_FAULT = 1000, 1008, 1013, 1011
-
-
-class StreamClosed(Exception):
-    """The client went away."""
-
-
-class StreamIdle(Exception):
-    """The client sent nothing (or too little audio) in time."""
-
-
-def open_stream(service, message):
-    """(Stream, options) of the client's first message, {"type": "start",
-    "format": "pcm_s16le", "sample_rate": Hz, "channels": 1, "words": false,
-    "timeline": false}; StreamError naming what is wrong."""
-    start = parse_stream_message(message)
-    if start.get('type') != 'start':
-        raise streaming.StreamError('the first message must be {"type": "start", "format": '
-                                    '"pcm_s16le", "sample_rate": ...}')
-    if start.get('format', 'pcm_s16le') not in STREAM_FORMATS:
-        raise streaming.StreamError('"format" must be one of %s' % ', '.join(STREAM_FORMATS))
-    rate, channels = start.get('sample_rate'), start.get('channels', 1)
-    if not isinstance(rate, int) or isinstance(rate, bool):
-        raise streaming.StreamError('"sample_rate" must be an integer number of Hz')
-    if not isinstance(channels, int) or isinstance(channels, bool):
-        raise streaming.StreamError('"channels" must be an integer')
-    try:
-        audio.check_format(rate, channels, 'the stream')
-    except helper.InputError as error:
-        raise streaming.StreamError('"sample_rate" and "channels": %s' % error.problem) from None
-    options = {name: start.get(name, False) for name in ('words', 'timeline')}
-    for name, value in options.items():
-        if not isinstance(value, bool):
-            raise streaming.StreamError('"%s" must be true or false' % name)
-    with_words = options['words'] and service.predictor.modality != 'audio'
-    return streaming.Stream(service.predictor, rate, channels, with_words,
-                            service.limits.max_audio_seconds), options
-
-
-def parse_stream_message(text):
-    try:
-        message = parse_json(text, 'the message')
-    except InvalidJSON as error:
-        raise streaming.StreamError(str(error)) from None
-    if not isinstance(message, dict):
-        raise streaming.StreamError('a text message must be a JSON object with a "type"')
-    return message
-
-
-def stream_summary(service, stream, options):
-    """What POST /emotion-recognition answers for the same audio and words."""
-    response = {'type': 'summary', 'status': 'ok', 'service': SERVICE}
-    response.update(stream.summary())
-    heard_words = options['words'] or stream.words
-    response.update(service.described_words(stream.words if heard_words else None, 'words'))
-    response.update({'model': service.model_description(), 'duration': stream.duration})
-    if options['timeline']:
-        response['timeline'] = [{'timestamp': t, 'arousal': a, 'valence': v} for t, a, v
-                                in inference.timeline_rows(
-                                    np.arange(stream.frames_done) * service.predictor.step_ms,
-                                    stream.predictions)]
-    return response
-
-
-def frame_messages(frames, chunks):
-    return ([{'type': 'frame', 'timestamp': int(t), 'arousal': a, 'valence': v}
-             for t, a, v in frames] + [dict(chunk, type='chunk') for chunk in chunks])
-
-
-class Pace:
-    """When a stream must have sent its next message: within the idle
-    timeout of the last one, and soon enough that its audio keeps up with
-    MIN_STREAM_AUDIO_RATE of real time once the idle timeout's grace is
-    over (trickling bytes resets the first, never the second)."""
-
-    def __init__(self, idle_seconds):
-        self.idle_seconds = idle_seconds
-        self.opened = time.monotonic()
-
-    def wait_seconds(self, stream):
-        behind = (self.opened + self.idle_seconds + stream.duration / MIN_STREAM_AUDIO_RATE
-                  - time.monotonic())
-        return max(0.0, min(self.idle_seconds, behind))
-
-    def reason(self, stream):
-        if time.monotonic() - self.opened > self.idle_seconds + (
-                stream.duration / MIN_STREAM_AUDIO_RATE):
-            return ('audio arrived slower than %g of real time' % MIN_STREAM_AUDIO_RATE)
-        return 'idle for %g s' % self.idle_seconds
-
-
-async def receive(websocket, wait_seconds):
-    """The next message ('bytes' or 'text'); StreamIdle when the client sent
-    nothing for wait_seconds, StreamClosed when it left."""
-    with anyio.move_on_after(wait_seconds) as timer:
-        message = await websocket.receive()
-    if timer.cancelled_caught:
-        raise StreamIdle('idle for %g s' % wait_seconds)
-    if message['type'] == 'websocket.disconnect':
-        raise StreamClosed('the client left (code %s)' % message.get('code'))
-    return message
-
-
-async def serve_stream(service, websocket, limiter):
-    """One stream from the start message to the summary; returns (audio
-    seconds, outcome for the log, outcome for the metrics)."""
-    stream = None
-    limits = service.limits
-
-    async def run_and_send(step):
-        """stream.advance or stream.finish in a worker thread, its frames and
-        chunks sent."""
-        for reply in frame_messages(*await anyio.to_thread.run_sync(step, limiter=limiter)):
-            await websocket.send_json(reply)
-
-    try:
-        first = await receive(websocket, limits.stream_idle_seconds)
-        if first.get('text') is None:
-            raise streaming.StreamError('the first message must be the JSON start message, not '
-                                        'audio')
-        stream, options = open_stream(service, first['text'])
-        await websocket.send_json({'type': 'ready', 'sample_rate': service.predictor.sample_rate,
-                                   'frame_ms': service.predictor.step_ms,
-                                   'chunk_ms': emotion.CHUNK_MS,
-                                   'model': service.model_description()})
-        pace, reason = Pace(limits.stream_idle_seconds), None
-        while reason is None:
-            try:
-                message = await receive(websocket, pace.wait_seconds(stream))
-            except StreamIdle:
-                reason = pace.reason(stream)
-                break
-            if message.get('bytes') is not None:
-                stream.add_audio(message['bytes'])
-                if stream.full:
-                    reason = 'the audio reached the %g s limit' % limits.max_audio_seconds
-            else:
-                reason = apply_text_message(stream, message['text'], limits.max_words)
-            if stream.ready_frames():
-                await run_and_send(stream.advance)
-        if stream.heard == 0:
-            raise streaming.StreamError('the stream ended without audio')
-        await run_and_send(stream.finish)
-        summary = stream_summary(service, stream, options)
-        if reason != 'end':
-            summary['closed'] = reason
-        await websocket.send_json(summary)
-        await websocket.close(CLOSE_NORMAL)
-        return stream.duration, '%s, %s' % (summary['emotion'], reason), 'summary'
-    except streaming.StreamError as error:
-        await close_with_error(websocket, CLOSE_BAD_INPUT, str(error))
-        return stream and stream.duration, str(error), 'bad_input'
-    except StreamIdle as idle:
-        await close_with_error(websocket, CLOSE_NORMAL, 'no start message: %s' % idle)
-        return None, str(idle), 'idle'
-    except (StreamClosed, WebSocketDisconnect, OSError) as closed:
-        return stream and stream.duration, str(closed) or 'the client left', 'left'
-
-
-def apply_text_message(stream, text, max_words):
-    """Words (at most `max_words` in one message) or the end of the stream;
-    returns 'end' at the end."""
-    message = parse_stream_message(text)
-    kind = message.get('type')
-    if kind == 'end':
-        return 'end'
-    if kind != 'words':
-        raise streaming.StreamError('unknown message type %r (start, words, end)'
-                                    % str(kind)[:40])
-    until = message.get('until')
-    if until is not None:
-        until = streaming.time_in_seconds(until, '"until"')
-    stream.add_words(streaming.timed_words(message.get('words'), '"words"', max_words), until)
-    return None
-
-
-async def close_with_error(websocket, code, message):
-    try:
-        await websocket.send_json(dict(error_body(message), type='error'))
-        await websocket.close(code)
-    except (RuntimeError, OSError):
-        pass    # the client is gone already
-
-
-# --------------------------------------------------------------------------
-# The application
-# --------------------------------------------------------------------------
-def create_app(service, with_page=True):
-    """The Starlette application of `service` (a Service); with_page adds
-    the live page (ser.page) at GET /."""
-    limiter = anyio.CapacityLimiter(service.limits.threads)
-    recorder = service.metrics
-
-    async def recognise(request):
-        request_id, started, seconds = service.next_id(), time.perf_counter(), None
-        headers = None
-        try:
-            if not service.authorised(request.headers):
-                headers = {'WWW-Authenticate': 'Bearer'}
-                raise RequestError(401, UNAUTHORISED)
-            body = await read_body(request, service.limits)
-            response, seconds = await run_while_connected(
-                request, functools.partial(service.answer, body, request_id), limiter)
-            reply, outcome = JSONResponse(response), response['emotion']
-        except RequestError as error:
-            reply, outcome = error_response(error.status, str(error), headers), str(error)
-        except helper.Cancelled as error:
-            recorder.cancelled.inc()
-            reply, outcome = error_response(CLIENT_LEFT, str(error)), 'cancelled: %s' % error
-        except Exception:  # a fault of the service: logged in full, answered without details
-            logging.exception('request %d failed', request_id)
-            reply, outcome = error_response(500, 'internal error'), 'internal error'
-        reply.headers['X-Request-ID'] = str(request_id)
-        elapsed = time.perf_counter() - started
-        recorder.request_done(reply.status_code, elapsed, seconds)
-        logging.info('request %d: %s audio, %.0f ms, %d %s', request_id,
-                     '-' if seconds is None else '%.2f s' % seconds,
-                     1000 * elapsed, reply.status_code, outcome)
-        return reply
-
-    stream_limiter = anyio.CapacityLimiter(service.limits.stream_threads)
-    open_streams = set()
-
-    async def emotion_stream(websocket):
-        stream_id, started = service.next_id(), time.perf_counter()
-        if not service.authorised(websocket.headers):
-            await websocket.close(CLOSE_BAD_INPUT)     # before the handshake: HTTP 403
-            recorder.stream_done('unauthorised', None)
-            logging.info('stream %d: refused, no valid API key', stream_id)
-            return
-        await websocket.accept()
-        if len(open_streams) >= service.limits.max_streams:
-            await close_with_error(websocket, CLOSE_BUSY, '%d streams are open, the most this '
-                                   'server takes; try again later' % service.limits.max_streams)
-            seconds, outcome, kind = None, 'refused: %d streams open' % len(open_streams), \
-                'refused'
-        else:
-            open_streams.add(stream_id)
-            recorder.streams_open.inc()
-            try:
-                seconds, outcome, kind = await serve_stream(service, websocket, stream_limiter)
-            except Exception:  # a fault of the service: logged in full
-                logging.exception('stream %d failed', stream_id)
-                await close_with_error(websocket, CLOSE_FAULT, 'internal error')
-                seconds, outcome, kind = None, 'internal error', 'fault'
-            finally:
-                open_streams.discard(stream_id)
-                recorder.streams_open.dec()
-        recorder.stream_done(kind, seconds)
-        logging.info('stream %d: %s audio, %.1f s open, %s', stream_id,
-                     '-' if seconds is None else '%.2f s' % seconds,
-                     time.perf_counter() - started, outcome)
-
-    async def health(request):
-        try:
-            return JSONResponse(service.health())
-        except RequestError as error:
-            return error_response(error.status, str(error))
-
-    async def metrics_page(request):
-        if not service.authorised(request.headers):
-            return error_response(401, UNAUTHORISED, {'WWW-Authenticate': 'Bearer'})
-        return Response(recorder.exposition(), media_type=metrics.CONTENT_TYPE)
-
-    async def http_error(request, error):
-        return error_response(error.status_code, error.detail)
-
-    routes = [Route('/emotion-recognition', recognise, methods=['POST']),
-              Route('/health', health, methods=['GET']),
-              Route('/metrics', metrics_page, methods=['GET']),
-              WebSocketRoute('/emotion-stream', emotion_stream)]
-    if with_page:
-        routes += page.routes()
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
-    # A redirect to the Host header's name would send callers wherever a request says.
-    app.router.redirect_slashes = False
-    return app

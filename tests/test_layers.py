@@ -20,7 +20,8 @@ LAYERS = (
     ('running the model', {
         'ser.inference', 'ser.training', 'ser.evaluation', 'ser.export', 'ser.sync_maps',
         'ser.generation', 'ser.streaming', 'ser.isolated_alignment', 'ser.ablation'}),
-    ('serving', {'ser.service', 'ser.metrics', 'ser.page', 'ser.connections'}),
+    ('serving', {'ser.service', 'ser.stream_protocol', 'ser.application', 'ser.metrics', 'ser.page',
+                 'ser.connections'}),
 )
 TOOLS = 'tools and scripts'
 

@@ -25,7 +25,7 @@ import soundfile
 from websockets.sync.client import connect
 
 from model_fixtures import REPO
-from ser import emotion, page, service
+from ser import application, emotion, page, service
 # checkpoint: the seeded random model's fixture.
 from serve_fixtures import SENTENCES, Server, checkpoint, encoded, wav_bytes  # noqa: F401
 
@@ -68,7 +68,7 @@ def asgi_get(app, path):
 
 def page_app(with_page):
     # No request here reaches the model or the aligner.
-    return service.create_app(service.Service(predictor=None, aligner=None), with_page=with_page)
+    return application.create_app(service.Service(predictor=None, aligner=None), with_page=with_page)
 
 
 def asset_paths(html, script):

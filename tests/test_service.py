@@ -17,7 +17,7 @@ import soundfile
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from ser import alignment, embeddings, inference, service, streaming
+from ser import alignment, application, embeddings, inference, service, stream_protocol, streaming
 from ser.text import normalise_words
 
 AUDIO = b'RIFF....WAVE'
@@ -140,7 +140,7 @@ class FakeAligner:
 def make_client(api_key=None, recognise_words=False, **limits):
     settings = service.Limits(**dict({'max_audio_seconds': 30.0, 'stream_idle_seconds': 5.0},
                                      **limits))
-    app = service.create_app(service.Service(
+    app = application.create_app(service.Service(
         predictor=FakePredictor(), aligner=FakeAligner(), language='eng', limits=settings,
         api_key=api_key, recognise_words=recognise_words), with_page=False)
     return TestClient(app, raise_server_exceptions=False)
@@ -493,15 +493,15 @@ def test_no_stream_message_escapes_as_a_fault(start, messages):
     answerer = service.Service(predictor=FakePredictor(), aligner=FakeAligner(), language='eng',
                                limits=service.Limits(max_audio_seconds=30.0))
     try:
-        stream, options = service.open_stream(answerer, start)
+        stream, options = stream_protocol.open_stream(answerer, start)
         for message in messages:
             if isinstance(message, bytes):
                 stream.add_audio(message)
-            elif service.apply_text_message(stream, message, 12) == 'end':
+            elif stream_protocol.apply_text_message(stream, message, 12) == 'end':
                 break
             stream.advance()
         if stream.received:
             stream.finish()
-            json.dumps(service.stream_summary(answerer, stream, options), allow_nan=False)
+            json.dumps(stream_protocol.stream_summary(answerer, stream, options), allow_nan=False)
     except streaming.StreamError as error:
         assert str(error)
