@@ -149,8 +149,8 @@ SHARED_FLAGS = {
                   'serve.py: a request with no transcript and no words), recognise them from '
                   'the audio with PocketSphinx\'s en-us recogniser (English --language only), '
                   'so that the semantic branch hears them; it costs far more CPU than the model '
-                  '(BENCHMARKS.md). serve.py answers "text": "recognised"; streams are not '
-                  'recognised.', {}),
+                  '(BENCHMARKS.md). serve.py answers "text": "recognised", and recognises a '
+                  'stream that brings no words as it comes, phrase by phrase.', {}),
     # ---- Training windows and the model ----
     'batch_size': ('integer', defaults.BATCH_SIZE, 'Windows per training batch.',
                    {'lower_bound': 1}),

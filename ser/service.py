@@ -218,6 +218,7 @@ class Service:
             raise RequestError(503, 'the aligner is closed: the service is stopping')
         return {'status': 'ok', 'service': SERVICE, 'model': self.model_description(),
                 'sample_rate': self.predictor.sample_rate, 'language': self.language,
+                'recognise': self.recognise_words,
                 'max_audio_seconds': self.limits.max_audio_seconds,
                 'max_request_bytes': self.limits.max_request_bytes}
 

@@ -2,7 +2,9 @@
 start message, audio and words as they come, a frame message per 250 ms of
 audio, and the summary POST /emotion-recognition would answer for the same
 audio and words. A stream is held to a pace (Pace) and to the service's
-limits; ser.streaming runs the model frame by frame."""
+limits; ser.streaming runs the model frame by frame and, where the service
+recognises words and the stream brings none, cuts its audio into the blocks
+they are recognised from (SpeechBlocks)."""
 
 import time
 
@@ -31,9 +33,12 @@ class StreamIdle(Exception):
 
 
 def open_stream(service, message):
-    """(Stream, options) of the client's first message, {"type": "start",
-    "format": "pcm_s16le", "sample_rate": Hz, "channels": 1, "words": false,
-    "timeline": false}; StreamError naming what is wrong."""
+    """(Stream, options, blocks) of the client's first message, {"type":
+    "start", "format": "pcm_s16le", "sample_rate": Hz, "channels": 1,
+    "words": false, "timeline": false}; blocks: the SpeechBlocks its words
+    are recognised from (a service that recognises, a stream that brings no
+    words, a model that hears them), else None. StreamError naming what is
+    wrong."""
     start = parse_stream_message(message)
     if start.get('type') != 'start':
         raise streaming.StreamError('the first message must be {"type": "start", "format": '
@@ -53,9 +58,14 @@ def open_stream(service, message):
     for name, value in options.items():
         if not isinstance(value, bool):
             raise streaming.StreamError('"%s" must be true or false' % name)
-    with_words = options['words'] and service.predictor.modality != 'audio'
-    return streaming.Stream(service.predictor, rate, channels, with_words,
-                            service.limits.max_audio_seconds), options
+    hears_words = service.predictor.modality != 'audio'
+    blocks = None
+    if service.recognise_words and not options['words'] and hears_words:
+        blocks = streaming.SpeechBlocks(rate, service.limits.max_audio_seconds)
+    stream = streaming.Stream(service.predictor, rate, channels,
+                              hears_words and (options['words'] or blocks is not None),
+                              service.limits.max_audio_seconds)
+    return stream, options, blocks
 
 
 def parse_stream_message(text):
@@ -68,12 +78,13 @@ def parse_stream_message(text):
     return message
 
 
-def stream_summary(service, stream, options):
+def stream_summary(service, stream, options, recognised):
     """What POST /emotion-recognition answers for the same audio and words."""
     response = {'type': 'summary', 'status': 'ok', 'service': SERVICE}
     response.update(stream.summary())
-    heard_words = options['words'] or stream.words
-    response.update(service.described_words(stream.words if heard_words else None, 'words'))
+    heard_words = options['words'] or recognised or stream.words
+    response.update(service.described_words(stream.words if heard_words else None,
+                                            'recognised' if recognised else 'words'))
     response.update({'model': service.model_description(), 'duration': stream.duration})
     if options['timeline']:
         response['timeline'] = [{'timestamp': t, 'arousal': a, 'valence': v} for t, a, v
@@ -81,6 +92,16 @@ def stream_summary(service, stream, options):
                                     np.arange(stream.frames_done) * service.predictor.step_ms,
                                     stream.predictions)]
     return response
+
+
+def recognise_block(service, stream, block):
+    """The words of a (start, samples) block of SpeechBlocks, recognised and
+    given to the stream as final up to the block's end."""
+    start, samples = block
+    words = service.recognised(samples, None, None)
+    stream.add_words([(round(start + word_start, 3), round(start + word_end, 3), word)
+                      for word_start, word_end, word in words],
+                     until=start + len(samples) / streaming.RECOGNITION_RATE)
 
 
 def frame_messages(frames, chunks):
@@ -134,15 +155,21 @@ async def serve_stream(service, websocket, limiter):
         for reply in frame_messages(*await anyio.to_thread.run_sync(step, limiter=limiter)):
             await websocket.send_json(reply)
 
+    async def recognise(blocks):
+        for block in blocks:
+            await anyio.to_thread.run_sync(recognise_block, service, stream, block,
+                                           limiter=limiter)
+
     try:
         first = await receive(websocket, limits.stream_idle_seconds)
         if first.get('text') is None:
             raise streaming.StreamError('the first message must be the JSON start message, not '
                                         'audio')
-        stream, options = open_stream(service, first['text'])
+        stream, options, blocks = open_stream(service, first['text'])
         await websocket.send_json({'type': 'ready', 'sample_rate': service.predictor.sample_rate,
                                    'frame_ms': service.predictor.step_ms,
                                    'chunk_ms': emotion.CHUNK_MS,
+                                   'recognising': blocks is not None,
                                    'model': service.model_description()})
         pace, reason = Pace(limits.stream_idle_seconds), None
         while reason is None:
@@ -152,17 +179,22 @@ async def serve_stream(service, websocket, limiter):
                 reason = pace.reason(stream)
                 break
             if message.get('bytes') is not None:
-                stream.add_audio(message['bytes'])
+                mono = stream.add_audio(message['bytes'])
+                if blocks is not None:
+                    await recognise(blocks.add(mono))
                 if stream.full:
                     reason = 'the audio reached the %g s limit' % limits.max_audio_seconds
             else:
-                reason = apply_text_message(stream, message['text'], limits.max_words)
+                reason = apply_text_message(stream, message['text'], limits.max_words,
+                                            recognising=blocks is not None)
             if stream.ready_frames():
                 await run_and_send(stream.advance)
         if stream.heard == 0:
             raise streaming.StreamError('the stream ended without audio')
+        if blocks is not None:
+            await recognise([block for block in [blocks.finish()] if block is not None])
         await run_and_send(stream.finish)
-        summary = stream_summary(service, stream, options)
+        summary = stream_summary(service, stream, options, recognised=blocks is not None)
         if reason != 'end':
             summary['closed'] = reason
         await websocket.send_json(summary)
@@ -178,9 +210,9 @@ async def serve_stream(service, websocket, limiter):
         return stream and stream.duration, str(closed) or 'the client left', 'left'
 
 
-def apply_text_message(stream, text, max_words):
-    """Words (at most `max_words` in one message) or the end of the stream;
-    returns 'end' at the end."""
+def apply_text_message(stream, text, max_words, recognising=False):
+    """Words (at most `max_words` in one message; none when the service
+    recognises them) or the end of the stream; returns 'end' at the end."""
     message = parse_stream_message(text)
     kind = message.get('type')
     if kind == 'end':
@@ -188,6 +220,9 @@ def apply_text_message(stream, text, max_words):
     if kind != 'words':
         raise streaming.StreamError('unknown message type %r (start, words, end)'
                                     % str(kind)[:40])
+    if recognising:
+        raise streaming.StreamError('this service recognises the words of a stream itself; '
+                                    'to send them, start with "words": true')
     until = message.get('until')
     if until is not None:
         until = streaming.time_in_seconds(until, '"until"')

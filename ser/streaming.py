@@ -40,6 +40,20 @@ SLACK_SECONDS = 1.0
 END_TOLERANCE_SECONDS = 0.05
 # The latest a stream's "until" may name: beyond it, no stream lasts.
 MAX_UNTIL_SECONDS = 1e6
+# Words recognised while a stream runs (SpeechBlocks): the audio is cut at
+# the first pause once a block holds BLOCK_MIN_SECONDS, so that a word is
+# seldom cut and the language model has a phrase to work with, and anywhere
+# at BLOCK_MAX_SECONDS, which bounds how long a frame waits for its words.
+RECOGNITION_RATE = 16000
+BLOCK_MIN_SECONDS = 3.0
+BLOCK_MAX_SECONDS = 10.0
+PAUSE_SECONDS = 0.25
+# A 10-ms frame is quiet QUIET_DB below the loudest frame of its block so
+# far (what came before it only, so the cut does not depend on how the
+# audio was split into messages), or below SILENCE_DBFS whatever came.
+PAUSE_FRAME_SECONDS = 0.01
+QUIET_DB = 30.0
+SILENCE_DBFS = -70.0
 
 
 class StreamError(ValueError):
@@ -121,7 +135,8 @@ class Stream:
 
     def add_audio(self, data):
         """16-bit little-endian PCM bytes, channels interleaved; past
-        max_seconds, the rest is dropped (see `full`)."""
+        max_seconds, the rest is dropped (see `full`). Returns the new
+        samples mixed to mono, at the stream's rate."""
         if self.finished:
             raise StreamError('audio after the end of the stream')
         data = self._partial + data
@@ -129,7 +144,9 @@ class Stream:
         self._partial = data[usable:]
         samples = np.frombuffer(data[:usable], dtype='<i2').astype(np.float32) / PCM_SCALE
         self.heard += usable // (2 * self.channels)
-        self._append(samples.reshape(-1, self.channels).mean(axis=1, dtype=np.float32))
+        mono = samples.reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
+        self._append(mono)
+        return mono
 
     def _append(self, samples, last=False):
         if self._resampler is not None:
@@ -273,6 +290,85 @@ class Stream:
     def summary(self):
         """ser.emotion.summary of the utterance (after finish)."""
         return emotion.summary(np.array(self.predictions), self.predictor.step_ms, self.duration)
+
+
+class SpeechBlocks:
+    """A stream's audio at the recogniser's rate, cut into blocks at pauses
+    as it arrives, for its words to be recognised block by block:
+
+        blocks = SpeechBlocks(sample_rate=8000, max_seconds=600)
+        for start, samples in blocks.add(mono):   # mono at 8 kHz, any split
+            ...                                   # start: seconds into the stream
+        last = blocks.finish()                    # (start, samples) or None
+
+    The blocks are the same however the audio was split into messages, and
+    joined they are the whole stream resampled."""
+
+    def __init__(self, sample_rate, max_seconds=None):
+        self._resampler = None
+        if sample_rate != RECOGNITION_RATE:
+            import soxr
+            self._resampler = soxr.ResampleStream(sample_rate, RECOGNITION_RATE, 1,
+                                                  dtype='float32')
+        self.max_samples = None if max_seconds is None else int(max_seconds * RECOGNITION_RATE)
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._start = 0                # sample index of the block's first sample
+        self.finished = False
+
+    def add(self, mono):
+        """[(start s, 16-kHz samples)] of the blocks `mono` completes."""
+        self._take(mono, last=False)
+        blocks = []
+        cut = self._cut()
+        while cut is not None:
+            blocks.append(self._split(cut))
+            cut = self._cut()
+        return blocks
+
+    def finish(self):
+        """The last block, (start s, samples), or None when nothing is left."""
+        self._take(np.zeros(0, dtype=np.float32), last=True)
+        self.finished = True
+        return self._split(len(self._audio)) if len(self._audio) else None
+
+    def _take(self, mono, last):
+        if self.finished:
+            raise StreamError('audio after the end of the stream')
+        if self._resampler is not None:
+            mono = self._resampler.resample_chunk(np.asarray(mono, dtype=np.float32), last=last)
+        if self.max_samples is not None:
+            mono = mono[:max(0, self.max_samples - self._start - len(self._audio))]
+        self._audio = np.concatenate([self._audio, mono.astype(np.float32)])
+
+    def _split(self, cut):
+        block = (self._start / RECOGNITION_RATE, self._audio[:cut])
+        self._audio, self._start = self._audio[cut:], self._start + cut
+        return block
+
+    def _cut(self):
+        """Where the block ends: the middle of its first pause past
+        BLOCK_MIN_SECONDS, else at BLOCK_MAX_SECONDS its quietest frame past
+        BLOCK_MIN_SECONDS; None until either is known."""
+        hop = int(PAUSE_FRAME_SECONDS * RECOGNITION_RATE)
+        count = len(self._audio) // hop
+        first = int(BLOCK_MIN_SECONDS / PAUSE_FRAME_SECONDS)
+        if count <= first:
+            return None
+        frames = self._audio[:count * hop].reshape(count, hop).astype(np.float64)
+        level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+        quiet = (level < np.maximum.accumulate(level) - QUIET_DB) | (level < SILENCE_DBFS)
+        run = int(round(PAUSE_SECONDS / PAUSE_FRAME_SECONDS))
+        longest = int(BLOCK_MAX_SECONDS / PAUSE_FRAME_SECONDS)
+        # Frames starting a run of `run` quiet frames (a window sum of `run`),
+        # the run inside the longest block: what a later message brings
+        # cannot move the cut.
+        sums = np.convolve(quiet[first:longest].astype(int), np.ones(run, dtype=int), 'valid')
+        starts = np.flatnonzero(sums == run)
+        if starts.size:
+            return (first + starts[0] + run // 2) * hop
+        if count < longest:
+            return None
+        return (first + int(np.argmin(level[first:longest]))) * hop
 
 
 def timed_words(rows, name, max_words=None):

@@ -33,6 +33,7 @@ import helper
 from model_fixtures import PYTHON, REPO, run_script
 from ser.text import normalise_words
 from serve_fixtures import SENTENCES, Server, checkpoint, encoded, wav_bytes  # noqa: F401
+from sonnet_fixtures import SAMPLE_RATE, read_sonnet
 from ser import alignment, audio, emotion, export, isolated_alignment, recognition
 
 # Every test here starts or talks to a server process: the slow tier.
@@ -590,6 +591,21 @@ def test_a_request_without_text_is_recognised_when_asked(checkpoint, speech, tmp
         assert (given['text'], given['timeline']) == ('words', answer['timeline'])
         assert running.recognise(dict(payload, transcript=SENTENCES[2]))[1]['text'] == \
             'transcript'
+        # A stream without words is recognised as it comes, block by block
+        # (a human reading here: two blocks), the same twice, and it ends with
+        # what POST answers for its audio and the words it found.
+        samples = np.round(read_sonnet()[:12 * SAMPLE_RATE] * 32767).astype('<i2')
+        streamed = [stream_utterance(running, samples.tobytes(), SAMPLE_RATE)[-1]
+                    for _ in range(2)]
+        assert streamed[0]['text'] == 'recognised' and len(streamed[0]['words']) >= 10
+        assert streamed[1]['words'] == streamed[0]['words']
+        status, expected = running.recognise({'audio': encoded(wav_bytes(samples, SAMPLE_RATE)),
+                                              'words': streamed[0]['words'], 'timeline': True})
+        assert status == 200, expected
+        assert streamed[0]['emotion'] == expected['emotion']
+        for key in ('arousal', 'valence'):
+            np.testing.assert_allclose([r[key] for r in streamed[0]['timeline']],
+                                       [r[key] for r in expected['timeline']], atol=1e-4)
     finally:
         running.stop()
 

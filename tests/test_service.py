@@ -382,6 +382,47 @@ def test_a_short_stream_at_another_rate_is_heard():
     assert got[-1]['type'] == 'summary' and got[-1]['duration'] == pytest.approx(0.1, abs=0.01)
 
 
+def test_a_stream_without_words_is_recognised_block_by_block():
+    """With recognition on, a stream's audio is cut at its pause (4.0-4.5 s)
+    into two blocks, each recognised (FakeAligner's two words, placed in
+    their block), and the summary is what POST answers with those words."""
+    rng = np.random.default_rng(3)
+    audio = np.concatenate([0.3 * np.sin(np.arange(4000) / 3.0), 0.001 * rng.uniform(-1, 1, 500),
+                            0.3 * np.sin(np.arange(3500) / 2.0)])
+    data = np.round(audio * 32767).astype('<i2').tobytes()
+    start = {'type': 'start', 'sample_rate': 1000, 'timeline': True}
+    messages = [start] + [data[i:i + 700] for i in range(0, len(data), 700)] + [{'type': 'end'}]
+    with make_client(recognise_words=True) as client:
+        assert client.get('/health').json()['recognise'] is True
+        got, code = stream_replies(client, messages)
+        assert code == 1000, got[-1:]
+        ready, summary = got[0], got[-1]
+        assert ready['recognising'] is True and summary['text'] == 'recognised'
+        # The cut: 0.12 s into the pause, and a frame for the resampler's ringing.
+        assert [w['word'] for w in summary['words']] == ['quiet', 'engine'] * 2
+        assert [(w['start'], w['end']) for w in summary['words']] == pytest.approx(
+            [(0.5, 1.0), (1.0, 1.5), (4.63, 5.13), (5.13, 5.63)], abs=0.011)
+        answer = post(client, audio=base64.b64encode(wav_of(np.frombuffer(data, '<i2'))).decode(),
+                      words=summary['words'], timeline=True).json()
+        assert answer['emotion'] == summary['emotion']
+        assert [f['timestamp'] for f in got if f['type'] == 'frame'] == [
+            r['timestamp'] for r in answer['timeline']]
+        for key in ('arousal', 'valence'):
+            np.testing.assert_allclose([r[key] for r in summary['timeline']],
+                                       [r[key] for r in answer['timeline']], atol=1e-4)
+        # The words are the service's to find, unless the stream said it brings them.
+        refused, code = stream_replies(client, messages[:2] + [{'type': 'words', 'words': []}])
+        assert code == 1008 and 'recognises the words of a stream itself' in refused[-1]['text']
+        given, _ = stream_replies(client, [dict(start, words=True)] + messages[1:-1] + [
+            {'type': 'words', 'words': [{'word': 'seat', 'start': 2, 'end': 3}], 'until': 8},
+            {'type': 'end'}])
+        assert given[0]['recognising'] is False and given[-1]['text'] == 'words'
+    with make_client() as client:
+        assert client.get('/health').json()['recognise'] is False
+        plain, _ = stream_replies(client, messages)
+    assert plain[0]['recognising'] is False and plain[-1]['text'] == 'none'
+
+
 def test_no_redirect_to_where_the_host_header_says():
     with make_client() as client:
         reply = client.get('/health/', headers={'Host': 'evil.example'},
@@ -487,21 +528,30 @@ STARTS = st.one_of(
 
 @settings(derandomize=True, max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
-@given(STARTS, STREAM_MESSAGES)
-def test_no_stream_message_escapes_as_a_fault(start, messages):
+@given(STARTS, STREAM_MESSAGES, st.booleans())
+def test_no_stream_message_escapes_as_a_fault(start, messages, recognise_words):
     """The protocol's steps as serve_stream takes them: only StreamError."""
     answerer = service.Service(predictor=FakePredictor(), aligner=FakeAligner(), language='eng',
-                               limits=service.Limits(max_audio_seconds=30.0))
+                               limits=service.Limits(max_audio_seconds=30.0),
+                               recognise_words=recognise_words)
     try:
-        stream, options = stream_protocol.open_stream(answerer, start)
+        stream, options, blocks = stream_protocol.open_stream(answerer, start)
         for message in messages:
             if isinstance(message, bytes):
-                stream.add_audio(message)
-            elif stream_protocol.apply_text_message(stream, message, 12) == 'end':
+                mono = stream.add_audio(message)
+                for block in blocks.add(mono) if blocks is not None else []:
+                    stream_protocol.recognise_block(answerer, stream, block)
+            elif stream_protocol.apply_text_message(stream, message, 12,
+                                                    recognising=blocks is not None) == 'end':
                 break
             stream.advance()
         if stream.received:
+            last = blocks.finish() if blocks is not None else None
+            if last is not None:
+                stream_protocol.recognise_block(answerer, stream, last)
             stream.finish()
-            json.dumps(stream_protocol.stream_summary(answerer, stream, options), allow_nan=False)
+            json.dumps(stream_protocol.stream_summary(answerer, stream, options,
+                                                      recognised=blocks is not None),
+                       allow_nan=False)
     except streaming.StreamError as error:
         assert str(error)

@@ -148,3 +148,69 @@ def test_nothing_after_the_end(predictor):
     stream.finish()
     with pytest.raises(streaming.StreamError, match='after the end'):
         stream.add_audio(b'\x00\x00')
+
+
+# --------------------------------------------------------------------------
+# Blocks of a stream's audio for its words to be recognised
+# --------------------------------------------------------------------------
+def phrases(pieces, rate=streaming.RECOGNITION_RATE, seed=0):
+    """Mono float32 audio of (seconds, amplitude) pieces: noise, loud for
+    speech and faint (-60 dBFS) for a pause."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([amplitude * rng.uniform(-1, 1, int(round(seconds * rate)))
+                           for seconds, amplitude in pieces]).astype(np.float32)
+
+
+def blocks_of(samples, pieces, sample_rate=streaming.RECOGNITION_RATE, max_seconds=None,
+              seed=1):
+    """The blocks SpeechBlocks cuts `samples` into, fed in `pieces` random messages."""
+    blocks = streaming.SpeechBlocks(sample_rate, max_seconds)
+    cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, len(samples)), pieces - 1,
+                                                       replace=False))
+    got = []
+    for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(samples)]):
+        got += blocks.add(samples[start:stop])
+    last = blocks.finish()
+    return got + ([last] if last is not None else [])
+
+
+def test_blocks_are_cut_in_the_first_pause_past_the_minimum():
+    speech, pause = 0.3, 0.001
+    # A pause before 3 s is no cut; the one at 4.4-4.9 s is, in its middle.
+    samples = phrases([(2.0, speech), (0.4, pause), (2.0, speech), (0.5, pause), (3.0, speech)])
+    whole = blocks_of(samples, 1)
+    assert [round(start, 3) for start, _ in whole] == [0.0, 4.52]
+    np.testing.assert_array_equal(np.concatenate([block for _, block in whole]), samples)
+    for pieces, seed in [(7, 1), (200, 2), (3000, 3)]:
+        split = blocks_of(samples, pieces, seed=seed)
+        assert [start for start, _ in split] == [start for start, _ in whole]
+        for (_, a), (_, b) in zip(split, whole):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_speech_without_a_pause_is_cut_at_the_longest_block():
+    samples = phrases([(1.0, amplitude) for amplitude in
+                       np.random.default_rng(4).uniform(0.2, 0.9, 25)])
+    whole = blocks_of(samples, 1)
+    lengths = [len(block) / streaming.RECOGNITION_RATE for _, block in whole]
+    assert all(streaming.BLOCK_MIN_SECONDS <= length <= streaming.BLOCK_MAX_SECONDS
+               for length in lengths[:-1]), lengths
+    assert len(whole) >= 3
+    split = blocks_of(samples, 500)
+    assert [start for start, _ in split] == [start for start, _ in whole]
+
+
+def test_blocks_are_at_the_recognisers_rate_and_within_the_limit():
+    rate = 8000
+    samples = phrases([(3.5, 0.3), (0.5, 0.001), (4.0, 0.3)], rate=rate)
+    whole = blocks_of(samples, 1, sample_rate=rate)
+    expected = soxr.resample(samples, rate, streaming.RECOGNITION_RATE)
+    np.testing.assert_allclose(np.concatenate([block for _, block in whole]), expected,
+                               atol=1e-6)
+    assert len(whole) == 2
+    split = blocks_of(samples, 300, sample_rate=rate)
+    for (a_start, a), (b_start, b) in zip(split, whole):
+        assert a_start == b_start
+        np.testing.assert_array_equal(a, b)
+    limited = blocks_of(samples, 10, sample_rate=rate, max_seconds=5.0)
+    assert sum(len(block) for _, block in limited) == 5 * streaming.RECOGNITION_RATE

@@ -32,6 +32,7 @@ const TEXT_SOURCES = {
   none: 'nothing: no words reached the text branch',
   transcript: 'the transcript, aligned to the audio',
   words: 'the words sent with the audio',
+  recognised: 'the words the service recognised in the audio',
 };
 // Thayer's moods by (arousal, valence) sign.
 const QUADRANTS = {
@@ -116,24 +117,28 @@ async function loadHealth() {
   const model = health.model;
   elements.model.textContent = `model step ${model.step}, hearing ${MODALITIES[model.modality] ||
     model.modality}; audio at ${health.sample_rate} Hz, at most ${audioLimit()} s`;
-  const note = textBranchNote(model.modality);
+  const note = textBranchNote(model.modality, health.recognise === true);
   elements.textBranch.hidden = !note;
   elements.textBranch.textContent = note;
   return true;
 }
 
-function textBranchNote(modality) {
+function textBranchNote(modality, recognising) {
+  if (modality === 'audio') {
+    return '';
+  }
+  if (recognising) {
+    return 'The service recognises your words as you speak, a phrase at a time, so the curves ' +
+      'come a few seconds behind your voice.';
+  }
   if (modality === 'both') {
-    return 'No recogniser runs in this service yet: a live stream carries no words, so the ' +
-      'model\'s text branch hears nothing and only the audio moves the curves. For the words, ' +
-      'analyse a recording with its transcript.';
+    return 'This service runs no recogniser (serve.py --recognise): a live stream carries no ' +
+      'words, so the model\'s text branch hears nothing and only the audio moves the curves. ' +
+      'For the words, analyse a recording with its transcript.';
   }
-  if (modality === 'text') {
-    return 'This model hears words alone, and a live stream carries none (no recogniser runs in ' +
-      'this service yet): its curves will not follow you. Analyse a recording with its ' +
-      'transcript instead.';
-  }
-  return '';
+  return 'This model hears words alone, and a live stream carries none (this service runs no ' +
+    'recogniser: serve.py --recognise): its curves will not follow you. Analyse a recording ' +
+    'with its transcript instead.';
 }
 
 // ---------------------------------------------------------------------------
