@@ -195,9 +195,9 @@ SHARED_FLAGS = {
                   'Arithmetic of the model, through TensorFlow\'s mixed-precision graph rewrite; '
                   'variables and checkpoints stay float32 either way, and any checkpoint runs in '
                   'any precision. bf16: oneDNN on the CPU (fast only with avx512_bf16 or AMX; '
-                  'emulated, and slower, without); fp16: on a GPU, without a loss scale; auto: '
-                  'bf16 on a CPU with bf16 instructions, fp32 otherwise (a GPU or a cluster '
-                  'included). train.py writes the one used into log_train.txt and model.json.',
+                  'emulated, and slower, without); fp16: on a GPU, training with a dynamic loss '
+                  'scale; auto: bf16 on a CPU with bf16 instructions, fp16 on a GPU with tensor '
+                  'cores, fp32 otherwise (a cluster included). train.py writes the one used into log_train.txt and model.json.',
                   {'enum_values': list(defaults.PRECISIONS)}),
     'xla': ('boolean', False, 'Compile the training step with XLA (JIT); the same math, off by '
             'default because it was slower on a CPU (BENCHMARKS.md).', {}),

@@ -33,10 +33,9 @@ LEARNING_RATE = 5e-4
 LOG_EVERY_N_STEPS = 10
 TRAIN_DIR = 'checkpoints/'
 # Arithmetic precisions of --precision. 'auto' is bf16 on a CPU with native
-# bf16 instructions, fp32 otherwise: on a GPU too, since fp16 runs without a
-# loss scale here and has not been shown to train as well
-# (ser/mixed_precision.py). train.py and eval.py default to auto, which
-# trained the demo schedule as well as fp32 (RESULTS.md); what serves a model
+# bf16 instructions, fp16 (with a loss scale) on a GPU with tensor cores, fp32
+# otherwise (ser/mixed_precision.py). train.py and eval.py default to auto; its
+# bf16 trained the demo schedule as well as fp32 (RESULTS.md); what serves a model
 # (predict.py, the service, the export) runs fp32.
 PRECISIONS = ('fp32', 'bf16', 'fp16', 'auto')
 PRECISION = 'auto'

@@ -4,6 +4,16 @@ it."""
 import helper
 from ser import defaults, host
 
+# fp16 gradients smaller than 6e-8 flush to zero: under fp16 the loss is
+# multiplied by a scale before it is differentiated and the gradients divided
+# by it, in fp32. A step whose gradients overflow is skipped and the scale
+# halved; after LOSS_SCALE_PERIOD finite steps in a row it is doubled (the
+# dynamic loss scaling of Micikevicius et al., "Mixed precision training", 2018).
+INITIAL_LOSS_SCALE = 2.0 ** 15
+LOSS_SCALE_PERIOD = 2000
+# GPUs with tensor cores (compute capability 7.0, Volta, and later) run fp16
+# matrix products natively.
+TENSOR_CORE_CAPABILITY = (7, 0)
 # CPU flags (/proc/cpuinfo) of native bf16 arithmetic. Without them oneDNN still
 # runs the bf16 rewrite, emulated, and a training step takes longer than fp32
 # (BENCHMARKS.md), so 'auto' does not pick it.
@@ -22,10 +32,12 @@ def decide_precision(requested, gpu_capability, cpu_flags_found, onednn):
     on_gpu = gpu_capability is not None
     if requested == 'auto':
         if on_gpu:
-            return 'fp32'
+            return 'fp16' if tuple(gpu_capability) >= TENSOR_CORE_CAPABILITY else 'fp32'
         native_bf16 = onednn and any(flag in cpu_flags_found for flag in BF16_CPU_FLAGS)
         return 'bf16' if native_bf16 else 'fp32'
     if requested == 'fp16' and not on_gpu:
+        # TensorFlow's fp16 emulation on the CPU (auto_mixed_precision_cpu)
+        # crashes the process on this model's training step.
         raise helper.InputError('--precision', None, 'fp16 runs on a GPU only (on the CPU use '
                                 'bf16 or auto)')
     if requested == 'bf16' and on_gpu:
@@ -70,3 +82,38 @@ def session_config(device, xla=False, precision='fp32'):
     elif precision == 'fp16':
         rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
     return config
+
+
+def loss_scaled_minimize(optimizer, loss, global_step, initial_scale=INITIAL_LOSS_SCALE,
+                         period=LOSS_SCALE_PERIOD):
+    """optimizer.minimize(loss) with dynamic loss scaling (see
+    INITIAL_LOSS_SCALE): the update op. A skipped step does not advance
+    global_step. The scale is a local variable, loss_scale/scale: checkpoints
+    stay what an fp32 run writes, so any of them resumes in any precision,
+    and a resumed fp16 run finds its scale again within a few steps."""
+    tf = helper.import_tensorflow()
+    local = [tf.GraphKeys.LOCAL_VARIABLES]
+    with tf.variable_scope('loss_scale'):
+        scale = tf.get_variable('scale', initializer=float(initial_scale), trainable=False,
+                                collections=local)
+        finite_steps = tf.get_variable('finite_steps', initializer=tf.constant(0, tf.int64),
+                                       trainable=False, collections=local)
+    scaled = optimizer.compute_gradients(loss * scale)
+    grads_and_vars = [(None if gradient is None else gradient / scale, variable)
+                      for gradient, variable in scaled]
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(gradient))
+                            for gradient, _ in grads_and_vars if gradient is not None])
+    tf.summary.scalar('loss_scale', scale)
+
+    def apply():
+        with tf.control_dependencies([optimizer.apply_gradients(grads_and_vars, global_step)]):
+            grow = tf.equal(finite_steps + 1, period)
+            return tf.group(scale.assign(tf.where(grow, 2.0 * scale, scale)),
+                            finite_steps.assign(tf.where(grow, tf.constant(0, tf.int64),
+                                                         finite_steps + 1)))
+
+    def skip():
+        return tf.group(scale.assign(tf.maximum(scale / 2.0, 1.0)),
+                        finite_steps.assign(tf.constant(0, tf.int64)))
+
+    return tf.cond(finite, apply, skip)

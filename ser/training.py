@@ -145,8 +145,11 @@ def training_step(batch, settings, optimizer=None):
     total_loss, dimension_loss = losses.ccc_loss(predictions, batch['labels'], batch['mask'],
                                                  settings.loss_weights)
     optimizer = optimizer or make_optimizer(settings)
-    train_op = optimizer.minimize(total_loss,
-                                  global_step=tf.train.get_or_create_global_step())
+    global_step = tf.train.get_or_create_global_step()
+    if settings.precision == 'fp16':
+        train_op = mixed_precision.loss_scaled_minimize(optimizer, total_loss, global_step)
+    else:
+        train_op = optimizer.minimize(total_loss, global_step=global_step)
     return train_op, total_loss, dimension_loss
 
 
@@ -297,6 +300,11 @@ def train(dataset_dir, train_dir, settings, flag_values=None, task=None):
         # a fused convolution no kernel runs: a cluster trains in fp32.
         requested = 'fp32'
     precision = mixed_precision.choose_precision(requested, settings.device)
+    if precision == 'fp16' and settings.sync_replicas:
+        # The loss scale skips a step whose gradients overflow, which the
+        # replicas' shared gradient queue has no way to do.
+        raise helper.InputError('--precision', None, 'fp16 (its loss scale) does not run with '
+                                '--sync_replicas')
     logging.info('precision %s%s, %s windows, padding %s', precision,
                  '' if precision == settings.precision else ' (--precision %s)' % settings.precision,
                  settings.windows, 'skipped' if settings.skip_padding else 'computed')

@@ -205,9 +205,11 @@ AVX512_ONLY = {'avx2', 'avx512f', 'avx512_vnni'}
     # bf16 without the instructions is emulated and slower: auto keeps fp32.
     ('auto', None, AVX512_ONLY, True, 'fp32'),
     ('auto', None, AMX_XEON, False, 'fp32'),
-    # fp16 runs without a loss scale: auto keeps fp32 on a GPU.
-    ('auto', (8, 0), AVX512_ONLY, True, 'fp32'),
+    # fp16 (with its loss scale) where the GPU has tensor cores.
+    ('auto', (8, 0), AVX512_ONLY, True, 'fp16'),
+    ('auto', (7, 0), AVX512_ONLY, True, 'fp16'),
     ('auto', (6, 1), AMX_XEON, True, 'fp32'),
+    ('auto', (0, 0), AMX_XEON, True, 'fp32'),
     ('bf16', None, AVX512_ONLY, True, 'bf16'),
     ('fp16', (7, 0), set(), True, 'fp16'),
     ('fp32', (8, 0), AMX_XEON, True, 'fp32'),
@@ -236,15 +238,20 @@ def test_session_config_turns_on_the_matching_rewrite():
     assert bf16.auto_mixed_precision_onednn_bfloat16 == on and bf16.auto_mixed_precision != on
 
 
+def small_batch():
+    """Two windows of 6 frames at the tiny dataset's shapes, as constants."""
+    rng = np.random.default_rng(0)
+    return {'audio': tf.constant(rng.normal(size=(2, 6, 250)), tf.float32),
+            'embeddings': tf.constant(rng.normal(size=(2, 6, 4)), tf.float32),
+            'labels': tf.constant(rng.uniform(-1, 1, (2, 6, 2)), tf.float32),
+            'mask': tf.ones([2, 6])}
+
+
 def bfloat16_nodes(precision):
     """Nodes of bfloat16 type in the graph a small training step runs as."""
     graph = tf.Graph()
     with graph.as_default():
-        rng = np.random.default_rng(0)
-        batch = {'audio': tf.constant(rng.normal(size=(2, 6, 250)), tf.float32),
-                 'embeddings': tf.constant(rng.normal(size=(2, 6, 4)), tf.float32),
-                 'labels': tf.constant(rng.uniform(-1, 1, (2, 6, 2)), tf.float32),
-                 'mask': tf.ones([2, 6])}
+        batch = small_batch()
         train_op, _, _ = training.training_step(batch, training.Settings(hidden_units=8))
         metadata = tf.RunMetadata()
         with tf.Session(config=mixed_precision.session_config(-1, precision=precision)) as session:
@@ -260,6 +267,70 @@ def test_bf16_rewrites_the_training_step_and_fp32_does_not():
     assert bfloat16_nodes('fp32') == []
     rewritten = bfloat16_nodes('bf16')
     assert 'Cast' in rewritten and any('MatMul' in op for op in rewritten), rewritten
+
+
+def loss_scale_run(steps, initial_scale=None, period=3):
+    """w after each step of Adam on a small least-squares loss, loss-scaled
+    (initial_scale) or plain (None), with (global step, scale, finite steps)
+    after each; `steps` is a list of loss multipliers (inf: an overflow)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        rng = np.random.default_rng(0)
+        weights = tf.get_variable('w', initializer=tf.constant(rng.normal(size=4), tf.float32))
+        blow_up = tf.placeholder(tf.float32, [])
+        inputs, targets = (tf.constant(rng.normal(size=(8, 4)), tf.float32),
+                           tf.constant(rng.normal(size=8), tf.float32))
+        loss = blow_up * tf.reduce_mean((tf.linalg.matvec(inputs, weights) - targets) ** 2)
+        global_step = tf.train.get_or_create_global_step()
+        optimizer = tf.train.AdamOptimizer(0.05)
+        if initial_scale is None:
+            train_op = optimizer.minimize(loss, global_step=global_step)
+            state = [global_step]
+        else:
+            train_op = mixed_precision.loss_scaled_minimize(optimizer, loss, global_step,
+                                                            initial_scale, period)
+            with tf.variable_scope('loss_scale', reuse=True):
+                state = [global_step, tf.get_variable('scale'),
+                         tf.get_variable('finite_steps', dtype=tf.int64)]
+        with tf.Session() as session:
+            session.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
+            history = []
+            for multiplier in steps:
+                session.run(train_op, {blow_up: multiplier})
+                history.append((session.run(weights), tuple(session.run(state))))
+    return history
+
+
+def test_the_loss_scale_changes_no_update_and_skips_an_overflow():
+    plain = loss_scale_run([1.0] * 4)
+    scaled = loss_scale_run([1.0] * 4 + [np.inf, 1.0], initial_scale=2.0 ** 10)
+    # A power-of-two scale leaves fp32 gradients exact: the same updates.
+    for (expected, _), (got, _) in zip(plain, scaled):
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    # After `period` (3) finite steps the scale doubles; an overflow halves
+    # it, leaves w and the global step where they were.
+    assert [state for _, state in scaled] == [
+        (1, 1024.0, 1), (2, 1024.0, 2), (3, 2048.0, 0), (4, 2048.0, 1), (4, 1024.0, 0),
+        (5, 1024.0, 1)]
+    np.testing.assert_array_equal(scaled[4][0], scaled[3][0])
+    assert not np.array_equal(scaled[5][0], scaled[4][0])
+
+
+def test_an_fp16_training_step_is_loss_scaled():
+    """(Run here without the fp16 rewrite, which needs a GPU.)"""
+    graph = tf.Graph()
+    with graph.as_default():
+        batch = small_batch()
+        train_op, _, _ = training.training_step(batch, training.Settings(hidden_units=8,
+                                                                         precision='fp16'))
+        # Not in the checkpoints: those stay what an fp32 run writes.
+        assert [v.op.name for v in tf.local_variables()] == ['loss_scale/scale',
+                                                             'loss_scale/finite_steps']
+        assert not [v for v in tf.global_variables() if 'loss_scale' in v.op.name]
+        with tf.Session() as session:
+            session.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
+            session.run(train_op)
+            assert session.run(tf.train.get_global_step()) == 1
 
 
 # --------------------------------------------------------------------------
