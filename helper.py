@@ -141,7 +141,7 @@ SHARED_FLAGS = {
                 'seconds; phonetic: re-align the segment\'s words against its audio with '
                 'PocketSphinx (English; for word times missing or wrong); aeneas: the same with '
                 'aeneas (any --language espeak speaks).',
-                {'enum_values': ['given', 'phonetic', 'aeneas']}),
+                {'enum_values': list(defaults.ALIGNERS)}),
     'language': ('string', 'eng', 'Language of the text, as an aeneas/espeak code (eng, deu, '
                  'fra, ...): it picks the aligner and the voice it synthesises.', {}),
     'recognise': ('boolean', False,

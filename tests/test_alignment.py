@@ -11,7 +11,7 @@ import soundfile
 import soxr
 
 import helper
-from ser import alignment, audio, muse
+from ser import alignment, audio, muse, sync_maps
 from ser import paths
 from ser.text import normalise_words
 from tools import demo_corpus
@@ -19,7 +19,6 @@ from tools import demo_corpus
 # Targets on true word timings.
 MAX_MEAN_START_ERROR = 0.05
 MIN_MIDPOINT_INSIDE = 0.95
-TRUTH_COLUMNS = [('start', float), ('end', float), ('word', str)]
 
 
 @pytest.fixture(scope='module')
@@ -36,7 +35,7 @@ def segments(tmp_path_factory):
             if not os.path.isfile(layout.transcript_path(name)):
                 continue
             truth = helper.read_table(os.path.join(truth_dir, 'word_timings', video_id,
-                                                   name + '.csv'), TRUTH_COLUMNS)
+                                                   name + '.csv'), sync_maps.TRUTH_COLUMNS)
             found.append((audio.read_file(layout.audio_path(name), 16000),
                           muse.transcript_text(muse.read_transcript(layout.transcript_path(name))),
                           truth))
