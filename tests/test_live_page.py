@@ -399,6 +399,9 @@ def test_the_microphone_streams_and_ends_with_the_post_answer(browser, page_serv
     # The page says so: no recogniser, so the text branch heard nothing.
     assert 'text branch hears nothing' in tab.text('#text-branch')
     assert tab.evaluate('document.getElementById("text-branch").hidden') is False
+    # Where /health says the service recognises (serve.py --recognise), the page says that instead.
+    assert 'recognises your words' in tab.evaluate('textBranchNote("both", true)')
+    assert tab.evaluate('textBranchNote("audio", true)') == ''
     assert tab.text('#summary dd[data-field="emotion"]') == expected['emotion']
     assert tab.text('#chunk-rows tr td:last-child').split(' | ') == [
         c['emotion'] for c in expected['chunks']]
