@@ -113,20 +113,27 @@ class Pace:
     """When a stream must have sent its next message: within the idle
     timeout of the last one, and soon enough that its audio keeps up with
     MIN_STREAM_AUDIO_RATE of real time once the idle timeout's grace is
-    over (trickling bytes resets the first, never the second)."""
+    over (trickling bytes resets the first, never the second). The time the
+    server spends on the stream (`excuse`) does not count against the
+    client: its messages wait meanwhile."""
 
     def __init__(self, idle_seconds):
         self.idle_seconds = idle_seconds
         self.opened = time.monotonic()
 
+    def excuse(self, seconds):
+        self.opened += seconds
+
+    def behind_seconds(self, stream):
+        """How far past its deadline the stream's audio is (negative: ahead)."""
+        return time.monotonic() - (self.opened + self.idle_seconds
+                                   + stream.duration / MIN_STREAM_AUDIO_RATE)
+
     def wait_seconds(self, stream):
-        behind = (self.opened + self.idle_seconds + stream.duration / MIN_STREAM_AUDIO_RATE
-                  - time.monotonic())
-        return max(0.0, min(self.idle_seconds, behind))
+        return max(0.0, min(self.idle_seconds, -self.behind_seconds(stream)))
 
     def reason(self, stream):
-        if time.monotonic() - self.opened > self.idle_seconds + (
-                stream.duration / MIN_STREAM_AUDIO_RATE):
+        if self.behind_seconds(stream) > 0:
             return ('audio arrived slower than %g of real time' % MIN_STREAM_AUDIO_RATE)
         return 'idle for %g s' % self.idle_seconds
 
@@ -146,19 +153,26 @@ async def receive(websocket, wait_seconds):
 async def serve_stream(service, websocket, limiter):
     """One stream from the start message to the summary; returns (audio
     seconds, outcome for the log, outcome for the metrics)."""
-    stream = None
+    stream = pace = None
     limits = service.limits
 
+    async def in_worker(function, *arguments):
+        """function(*arguments) in a worker thread, the time excused the client."""
+        started = time.monotonic()
+        try:
+            return await anyio.to_thread.run_sync(function, *arguments, limiter=limiter)
+        finally:
+            if pace is not None:
+                pace.excuse(time.monotonic() - started)
+
     async def run_and_send(step):
-        """stream.advance or stream.finish in a worker thread, its frames and
-        chunks sent."""
-        for reply in frame_messages(*await anyio.to_thread.run_sync(step, limiter=limiter)):
+        """stream.advance or stream.finish, its frames and chunks sent."""
+        for reply in frame_messages(*await in_worker(step)):
             await websocket.send_json(reply)
 
     async def recognise(blocks):
         for block in blocks:
-            await anyio.to_thread.run_sync(recognise_block, service, stream, block,
-                                           limiter=limiter)
+            await in_worker(recognise_block, service, stream, block)
 
     try:
         first = await receive(websocket, limits.stream_idle_seconds)

@@ -423,6 +423,18 @@ def test_a_stream_without_words_is_recognised_block_by_block():
     assert plain[0]['recognising'] is False and plain[-1]['text'] == 'none'
 
 
+def test_the_servers_own_time_on_a_stream_is_not_the_clients():
+    class Heard:
+        duration = 0.0
+    pace = stream_protocol.Pace(0.2)
+    time.sleep(0.3)
+    assert pace.wait_seconds(Heard) == 0.0
+    assert pace.reason(Heard).startswith('audio arrived slower')
+    pace.excuse(1.0)    # the server ran the model or the recogniser meanwhile
+    assert 0.1 < pace.wait_seconds(Heard) <= 0.2
+    assert pace.reason(Heard) == 'idle for 0.2 s'
+
+
 def test_no_redirect_to_where_the_host_header_says():
     with make_client() as client:
         reply = client.get('/health/', headers={'Host': 'evil.example'},
