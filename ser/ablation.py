@@ -17,6 +17,7 @@ from scipy import stats
 from tqdm import tqdm
 
 import helper
+from ser import checkpoints
 from ser import host
 from ser import defaults
 from ser import paths
@@ -125,6 +126,8 @@ def train_and_evaluate(modality, seed, run_dir, plan, device):
                         % (eval_json, metrics.get('modality'), modality))
     return {
         'modality': modality, 'seed': seed, 'schedule': plan.as_json(), 'device': device,
+        # What --precision (auto, by default) chose on this machine.
+        'precision': checkpoints.read_model_config(run_dir)['precision'],
         'ccc': metrics['ccc'], 'mean_ccc': metrics['mean_ccc'], 'frames': metrics['frames'],
         'step': metrics['step'], 'train_seconds': train_seconds, 'eval_seconds': eval_seconds,
         # Time of a resumed run covers only the steps after the interruption.
@@ -341,6 +344,14 @@ def padding(plan):
     return 'padding skipped' if plan['skip_padding'] else 'padding computed'
 
 
+def precision_used(plan, runs):
+    """--precision as asked, and what it chose where that differs: 'auto (bf16)'."""
+    chosen = sorted({record['precision'] for record in runs})
+    if chosen == [plan['precision']]:
+        return plan['precision']
+    return '%s (%s)' % (plan['precision'], ', '.join(chosen))
+
+
 def report_text(results, notes):
     plan = results['schedule']
     data = results['dataset']
@@ -395,7 +406,7 @@ def report_text(results, notes):
         '- Schedule: %d steps, Adam lr %g, batch %d windows of %d frames (%s, %s), %d LSTM '
         'units, trained in %s; seeds %s; evaluated at the last step.' % (
             plan['max_steps'], plan['learning_rate'], plan['batch_size'], plan['sequence_length'],
-            plan['windows'], padding(plan), plan['hidden_units'], plan['precision'],
+            plan['windows'], padding(plan), plan['hidden_units'], precision_used(plan, results['runs']),
             ', '.join(map(str, results['seeds']))),
         '- Machine: %s, %d cores, %s, Python %s, TensorFlow %s; device %s. The load average '
         'column is the 1-minute load when the run started: the machine is shared, so times '

@@ -21,6 +21,7 @@ import models
 from ser import ablation, evaluation, export, inference, training
 from ser import defaults
 from ser import checkpoints
+from ser import mixed_precision
 from ser import paths
 
 tf = models.tf
@@ -228,6 +229,10 @@ def test_ablation_results_aggregate_the_runs(ablation_run):
             assert difference['mean'] == pytest.approx(np.mean(paired), abs=1e-9)
             assert difference['std'] == pytest.approx(np.std(paired, ddof=1), abs=1e-9)
     assert 'Machine:' in report and '2 steps' in report and 'Interpretation' in report
+    # What --precision auto chose on this machine, in each record and the report.
+    chosen = mixed_precision.choose_precision('auto', -1)
+    assert {record['precision'] for record in results['runs']} == {chosen}
+    assert 'trained in auto (%s)' % chosen in report
 
 
 @pytest.mark.slow
