@@ -406,8 +406,8 @@ def report_text(results, notes):
         '- Schedule: %d steps, Adam lr %g, batch %d windows of %d frames (%s, %s), %d LSTM '
         'units, trained in %s; seeds %s; evaluated at the last step.' % (
             plan['max_steps'], plan['learning_rate'], plan['batch_size'], plan['sequence_length'],
-            plan['windows'], padding(plan), plan['hidden_units'], precision_used(plan, results['runs']),
-            ', '.join(map(str, results['seeds']))),
+            plan['windows'], padding(plan), plan['hidden_units'],
+            precision_used(plan, results['runs']), ', '.join(map(str, results['seeds']))),
         '- Machine: %s, %d cores, %s, Python %s, TensorFlow %s; device %s. The load average '
         'column is the 1-minute load when the run started: the machine is shared, so times '
         'vary with it.' % (results['machine']['cpu'], results['machine']['cores'],
