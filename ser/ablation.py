@@ -345,8 +345,9 @@ def padding(plan):
 
 
 def precision_used(plan, runs):
-    """--precision as asked, and what it chose where that differs: 'auto (bf16)'."""
-    chosen = sorted({record['precision'] for record in runs})
+    """--precision as asked, and what it chose where that differs: 'auto (bf16)'.
+    Runs recorded before run.json held the choice count as the precision asked."""
+    chosen = sorted({record.get('precision', plan['precision']) for record in runs})
     if chosen == [plan['precision']]:
         return plan['precision']
     return '%s (%s)' % (plan['precision'], ', '.join(chosen))

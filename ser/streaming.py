@@ -350,25 +350,25 @@ class SpeechBlocks:
         BLOCK_MIN_SECONDS, else at BLOCK_MAX_SECONDS its quietest frame past
         BLOCK_MIN_SECONDS; None until either is known."""
         hop = int(PAUSE_FRAME_SECONDS * RECOGNITION_RATE)
-        count = len(self._audio) // hop
         first = int(BLOCK_MIN_SECONDS / PAUSE_FRAME_SECONDS)
+        longest = int(BLOCK_MAX_SECONDS / PAUSE_FRAME_SECONDS)
+        # Only the longest block's frames can hold the cut: what a later
+        # message brings cannot move it.
+        count = min(len(self._audio) // hop, longest)
         if count <= first:
             return None
         frames = self._audio[:count * hop].reshape(count, hop).astype(np.float64)
         level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
         quiet = (level < np.maximum.accumulate(level) - QUIET_DB) | (level < SILENCE_DBFS)
         run = int(round(PAUSE_SECONDS / PAUSE_FRAME_SECONDS))
-        longest = int(BLOCK_MAX_SECONDS / PAUSE_FRAME_SECONDS)
-        # Frames starting a run of `run` quiet frames (a window sum of `run`),
-        # the run inside the longest block: what a later message brings
-        # cannot move the cut.
-        sums = np.convolve(quiet[first:longest].astype(int), np.ones(run, dtype=int), 'valid')
+        # Frames starting a run of `run` quiet frames: a window sum of `run`.
+        sums = np.convolve(quiet[first:].astype(int), np.ones(run, dtype=int), 'valid')
         starts = np.flatnonzero(sums == run)
         if starts.size:
             return (first + starts[0] + run // 2) * hop
         if count < longest:
             return None
-        return (first + int(np.argmin(level[first:longest]))) * hop
+        return (first + int(np.argmin(level[first:]))) * hop
 
 
 def timed_words(rows, name, max_words=None):
