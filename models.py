@@ -40,6 +40,10 @@ LSTM_CELL_CLIP = 100.0
 # Padding frames computed per training batch to stand for all of its padding
 # that the LSTM runs through (compact_frame_features).
 PADDING_POOL_FRAMES = 16
+# The compact signal's rows are a multiple of this many frames long: oneDNN
+# builds its kernels anew for each input shape it meets, which costs more than
+# the zero frames the rounding adds.
+SIGNAL_ROW_GRANULE = 8
 N_OUTPUTS = len(paths.DIMENSIONS)
 
 
@@ -156,8 +160,10 @@ def compact_frame_features(audio, embeddings, mask, is_training):
         slot = (tf.reshape(tf.cumsum(tf.reshape(slots, [-1]), exclusive=True), tf.shape(slots))
                 + is_start)
         pool_start = tf.reduce_sum(slots)
-        # The pool: a window's edge, its first frame, PADDING_POOL_FRAMES more, a zero frame.
-        n_slots = pool_start + PADDING_POOL_FRAMES + 3
+        # The pool: a window's edge, its first frame, PADDING_POOL_FRAMES more, a zero
+        # frame; then zero frames up to a multiple of SIGNAL_ROW_GRANULE per row.
+        granule = tf.shape(mask)[0] * SIGNAL_ROW_GRANULE
+        n_slots = (pool_start + PADDING_POOL_FRAMES + 3 + granule - 1) // granule * granule
         at_edge = tf.concat([tf.boolean_mask(slot - 1, starts & tf.equal(frame, 0)),
                              tf.boolean_mask(slot + 1, ends & last_frame), [pool_start]], 0)
         edges = tf.tensor_scatter_nd_update(tf.ones([n_slots]), at_edge[:, None],
