@@ -138,7 +138,8 @@ def compact_frame_features(audio, embeddings, mask, is_training):
       - before and after each run a zero frame, which stands for the padding
         beyond it, or for the window's edge (`edges` 0) where the run meets it;
       - a pool of padding frames: one at a window's start, PADDING_POOL_FRAMES
-        within a window.
+        within a window;
+      - zero frames after it, up to SIGNAL_ROW_GRANULE frames a row.
 
     Padding before a window's last real frame still runs through the LSTM: each
     such frame takes a pool frame's features (of its kind, drawn at random):
