@@ -25,7 +25,7 @@ import os
 from absl import flags
 
 import helper
-from ser import checkpoints, defaults, evaluation, mixed_precision
+from ser import defaults, mixed_precision
 
 FLAGS = flags.FLAGS
 
@@ -59,6 +59,9 @@ helper.define_flags('device', 'precision')
 
 def main(argv):
     del argv
+    mixed_precision.prepare_process([FLAGS.precision])
+    # Here rather than at the top, so that TensorFlow loads knowing the precision.
+    from ser import checkpoints, evaluation
     checkpoint_dir = FLAGS.checkpoint or defaults.TRAIN_DIR
     portion = FLAGS.portion or defaults.EVAL_PORTION
     helper.configure_device(FLAGS.device)

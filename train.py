@@ -41,7 +41,7 @@ import sys
 from absl import flags
 
 import helper
-from ser import defaults, paths
+from ser import defaults, mixed_precision, paths
 
 FLAGS = flags.FLAGS
 
@@ -104,7 +104,9 @@ def _valid_loss_weights(value):
 
 def main(argv):
     del argv
-    # Here rather than at the top, so that --help does not load TensorFlow.
+    mixed_precision.prepare_process([FLAGS.precision])
+    # Here rather than at the top, so that --help does not load TensorFlow, and
+    # it loads knowing the precision.
     from ser import cluster, training
     settings = training.Settings(
         batch_size=FLAGS.batch_size, sequence_length=FLAGS.sequence_length,

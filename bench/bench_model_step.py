@@ -32,26 +32,32 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
-from bench import machine, options, step_graph  # noqa: E402
+from bench import machine, options  # noqa: E402
 from ser import mixed_precision  # noqa: E402
 from ser import defaults  # noqa: E402
 from ser import records  # noqa: E402
-
-tf = helper.import_tensorflow()
 
 FLAGS = flags.FLAGS
 helper.define_flags('batch_size', 'sequence_length', 'sample_rate', 'embedding_dim', 'seed',
                     'hidden_units', 'xla', 'device')
 options.define('warmup', 'model_steps')
 flags.DEFINE_list('precisions', None, 'Precisions to time, of fp32, bf16, fp16 (train.py '
-                  '--precision); default: fp32 and bf16 on the CPU, fp32 and fp16 on a GPU.')
+                  '--precision); default: fp32 and fp16 on a GPU, fp32 and bf16 on a CPU '
+                  'where TensorFlow runs oneDNN by itself, fp32 elsewhere (asking for bf16 '
+                  'there turns oneDNN on, for fp32 too).')
 helper.define_flags('verbose')
 
 
 def device_precisions(device):
-    """fp32 and the device's mixed precision."""
-    on_gpu = mixed_precision.gpu_capability(device) is not None
-    return ['fp32', 'fp16' if on_gpu else 'bf16']
+    """fp32 and the device's mixed precision, if it has one that leaves
+    fp32's kernels as train.py's fp32 runs them."""
+    if mixed_precision.gpu_capability(device) is not None:
+        return ['fp32', 'fp16']
+    if mixed_precision.onednn_enabled():
+        return ['fp32', 'bf16']
+    logging.info('bf16 not timed: TensorFlow leaves oneDNN off on this CPU (--precisions '
+                 'fp32,bf16 turns it on, and times fp32 with its kernels)')
+    return ['fp32']
 
 
 def run(batch_size=5, sequence_length=100, sample_rate=16000, embedding_dim=100,
@@ -59,6 +65,7 @@ def run(batch_size=5, sequence_length=100, sample_rate=16000, embedding_dim=100,
         seed=0, precisions=('fp32',)):
     """{precision: {'frames_per_s', 'step_seconds' [steps], ...}} of timed
     training steps, the precisions' steps alternating."""
+    from bench import step_graph   # loads TensorFlow: after prepare_process
     sessions = {precision: step_graph.training_session(
                     batch_size, sequence_length, records.frame_samples_for(sample_rate),
                     embedding_dim, hidden_units, xla, device, seed, precision)
@@ -98,6 +105,7 @@ def metric_name(precision):
 
 def main(argv):
     del argv
+    mixed_precision.prepare_process(FLAGS.precisions or [])
     info = machine.start(FLAGS.verbose)
     helper.configure_device(FLAGS.device)
     precisions = FLAGS.precisions or device_precisions(FLAGS.device)

@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import helper  # noqa: E402  (needs the repository on sys.path)
-from ser import host  # noqa: E402
+from ser import host, mixed_precision  # noqa: E402
 
 
 def load_average():
@@ -46,10 +46,8 @@ def busy_cpu_seconds():
 def onednn():
     """{'env': TF_ENABLE_ONEDNN_OPTS as set (None: TensorFlow's default),
     'enabled': what TensorFlow reports}."""
-    helper.import_tensorflow()
-    from tensorflow.python.util import _pywrap_util_port
-    return {'env': os.environ.get('TF_ENABLE_ONEDNN_OPTS'),
-            'enabled': bool(_pywrap_util_port.IsMklEnabled())}
+    return {'env': os.environ.get(mixed_precision.ONEDNN_VARIABLE),
+            'enabled': mixed_precision.onednn_enabled()}
 
 
 def machine():

@@ -1,6 +1,9 @@
 """The arithmetic precision a graph runs in (--precision): the policy that
 picks one for the device, and the session config whose graph rewrite applies
 it."""
+import os
+import sys
+
 import helper
 from ser import defaults, host
 
@@ -18,6 +21,10 @@ TENSOR_CORE_CAPABILITY = (7, 0)
 # runs the bf16 rewrite, emulated, and a training step takes longer than fp32
 # (BENCHMARKS.md), so 'auto' does not pick it.
 BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
+# Read by TensorFlow once, when it loads. Unset, it leaves oneDNN off on CPUs
+# without AVX-512 VNNI or newer (an AVX2-only AMD EPYC, say), where oneDNN's
+# fp32 kernels are slower than its own; bf16 runs through oneDNN only.
+ONEDNN_VARIABLE = 'TF_ENABLE_ONEDNN_OPTS'
 
 
 def decide_precision(requested, gpu_capability, cpu_flags_found, onednn):
@@ -44,8 +51,28 @@ def decide_precision(requested, gpu_capability, cpu_flags_found, onednn):
         raise helper.InputError('--precision', None, 'bf16 is the CPU\'s (oneDNN) rewrite; on a '
                                 'GPU use fp16 or auto')
     if requested == 'bf16' and not onednn:
-        raise helper.InputError('--precision', None, 'bf16 needs TensorFlow built with oneDNN')
+        raise helper.InputError('--precision', None, 'bf16 runs through oneDNN, which is off in '
+                                'this process: set %s=1 before TensorFlow loads (train.py and '
+                                'eval.py do when asked for bf16)' % ONEDNN_VARIABLE)
     return requested
+
+
+def prepare_process(precisions):
+    """Before TensorFlow first loads in this process: turn oneDNN on where
+    TensorFlow would leave it off, when any of `precisions` may run bf16 (bf16,
+    or auto on a CPU with native bf16). Once TensorFlow is loaded, or when
+    ONEDNN_VARIABLE is set, it changes nothing."""
+    native_bf16 = any(flag in host.cpu_flags() for flag in BF16_CPU_FLAGS)
+    if ('bf16' in precisions or ('auto' in precisions and native_bf16)) and \
+            'tensorflow' not in sys.modules:
+        os.environ.setdefault(ONEDNN_VARIABLE, '1')
+
+
+def onednn_enabled():
+    """Whether TensorFlow runs oneDNN's kernels in this process."""
+    helper.import_tensorflow()
+    from tensorflow.python.util import _pywrap_util_port
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def gpu_capability(device):
@@ -63,9 +90,8 @@ def choose_precision(requested, device):
     """decide_precision on this machine for `--device`."""
     if requested == 'fp32':
         return requested
-    from tensorflow.python.util import _pywrap_util_port
     return decide_precision(requested, gpu_capability(device), host.cpu_flags(),
-                            bool(_pywrap_util_port.IsMklEnabled()))
+                            onednn_enabled())
 
 
 def session_config(device, xla=False, precision='fp32'):

@@ -4,6 +4,7 @@ scheme and precision), Ctrl-C, reloading, CCC consistency, --steps, dataset
 mismatches and --watch; the choice of --precision and its graph rewrite."""
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -221,7 +222,8 @@ def test_precision_follows_what_the_machine_runs_natively(requested, gpu, cpu, o
 @pytest.mark.parametrize('requested, gpu, onednn, problem', [
     ('fp16', None, True, 'fp16 runs on a GPU only'),
     ('bf16', (8, 0), True, 'bf16 is the CPU'),
-    ('bf16', None, False, 'needs TensorFlow built with oneDNN'),
+    ('bf16', None, False, 'runs through oneDNN, which is off in this process: set '
+                          'TF_ENABLE_ONEDNN_OPTS=1'),
     ('fp8', None, True, "'fp8' is none of fp32, bf16, fp16, auto"),
 ])
 def test_a_precision_the_device_cannot_run_is_refused(requested, gpu, onednn, problem):
@@ -229,8 +231,9 @@ def test_a_precision_the_device_cannot_run_is_refused(requested, gpu, onednn, pr
         mixed_precision.decide_precision(requested, gpu, AMX_XEON, onednn)
 
 
-def test_session_config_turns_on_the_matching_rewrite():
+def test_session_config_turns_on_the_matching_rewrite(monkeypatch):
     from tensorflow.core.protobuf import rewriter_config_pb2
+    monkeypatch.setattr(mixed_precision, 'onednn_enabled', lambda: True)
     on = rewriter_config_pb2.RewriterConfig.ON
     fp32 = mixed_precision.session_config(-1).graph_options.rewrite_options
     bf16 = mixed_precision.session_config(-1, precision='bf16').graph_options.rewrite_options
@@ -262,11 +265,46 @@ def bfloat16_nodes(precision):
             if 'DT_BFLOAT16' in str(node.attr)]
 
 
+def bfloat16_nodes_in_a_new_process(precision):
+    """bfloat16_nodes(precision) in a process of its own, prepared for its
+    precision as train.py prepares one (TensorFlow may leave oneDNN off)."""
+    environment = {name: value for name, value in os.environ.items()
+                   if name != mixed_precision.ONEDNN_VARIABLE}
+    environment['PYTHONPATH'] = os.pathsep.join([REPO, os.path.join(REPO, 'tests')])
+    code = ('import json; from ser import mixed_precision; '
+            'mixed_precision.prepare_process([%r]); import test_train_eval; '
+            'print(json.dumps(test_train_eval.bfloat16_nodes(%r)))' % (precision, precision))
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            env=environment, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_bf16_rewrites_the_training_step_and_fp32_does_not():
-    assert bfloat16_nodes('fp32') == []
-    rewritten = bfloat16_nodes('bf16')
+    assert bfloat16_nodes_in_a_new_process('fp32') == []
+    rewritten = bfloat16_nodes_in_a_new_process('bf16')
     assert 'Cast' in rewritten and any('MatMul' in op for op in rewritten), rewritten
+
+
+def test_a_process_asked_for_bf16_turns_onednn_on_before_tensorflow_loads(monkeypatch):
+    monkeypatch.delenv(mixed_precision.ONEDNN_VARIABLE, raising=False)
+    monkeypatch.setattr(mixed_precision.host, 'cpu_flags', lambda: AVX512_ONLY)
+    mixed_precision.prepare_process(['bf16'])
+    assert mixed_precision.ONEDNN_VARIABLE not in os.environ    # too late: already loaded
+    monkeypatch.delitem(sys.modules, 'tensorflow')
+    for precisions in (['fp32'], ['auto']):
+        mixed_precision.prepare_process(precisions)
+        assert mixed_precision.ONEDNN_VARIABLE not in os.environ, precisions
+    mixed_precision.prepare_process(['fp32', 'bf16'])
+    assert os.environ[mixed_precision.ONEDNN_VARIABLE] == '1'
+    monkeypatch.setenv(mixed_precision.ONEDNN_VARIABLE, '0')     # the caller's choice stands
+    mixed_precision.prepare_process(['bf16'])
+    assert os.environ[mixed_precision.ONEDNN_VARIABLE] == '0'
+    monkeypatch.delenv(mixed_precision.ONEDNN_VARIABLE)
+    monkeypatch.setattr(mixed_precision.host, 'cpu_flags', lambda: AMX_XEON)
+    mixed_precision.prepare_process(['auto'])
+    assert os.environ[mixed_precision.ONEDNN_VARIABLE] == '1'
 
 
 def loss_scale_run(steps, initial_scale=None, period=3):
