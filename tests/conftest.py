@@ -22,6 +22,13 @@ from ser import paths  # noqa: E402
 from ser import records  # noqa: E402
 from ser.dataset import DatasetInfo  # noqa: E402
 
+
+def pytest_addoption(parser):
+    parser.addoption('--screenshot', metavar='PNG', default=None,
+                     help='Where tests/test_live_page.py saves a screenshot of the page with '
+                          'an analysed file (docs/live-page.png is one); default: nowhere.')
+
+
 TINY_SAMPLE_RATE = 1000            # 250 samples per 250 ms frame
 TINY_EMBEDDING_DIM = 8
 TINY_SEED = 0

@@ -24,7 +24,6 @@ import pytest
 import soundfile
 from websockets.sync.client import connect
 
-from model_fixtures import REPO
 from ser import application, emotion, page, service
 # checkpoint: the seeded random model's fixture.
 from serve_fixtures import SENTENCES, Server, checkpoint, encoded, wav_bytes  # noqa: F401
@@ -33,7 +32,6 @@ CHROMIUM = shutil.which('chromium')
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason='no chromium on PATH: `make system-packages` installs Debian\'s '
     'chromium, which the browser tests of the live page drive')
-SCREENSHOT = os.path.join(REPO, 'docs', 'live-page.png')
 WINDOW = (1280, 1100)
 BROWSER_START_SECONDS = 30
 PAGE_SECONDS = 60
@@ -458,7 +456,8 @@ def colour_pixels(tab, canvas, colour):
 
 @pytest.mark.slow
 @needs_chromium
-def test_a_chosen_file_shows_its_curves_words_and_label(browser, page_server, tmp_path):
+def test_a_chosen_file_shows_its_curves_words_and_label(browser, page_server, tmp_path,
+                                                        request):
     sentences = SENTENCES[3:5]
     recording = spoken(tmp_path, sentences, 'recording')
     transcript = ' '.join(sentences)
@@ -491,7 +490,8 @@ def test_a_chosen_file_shows_its_curves_words_and_label(browser, page_server, tm
     assert tab.text('#message') == ''
     assert_only_this_origin(tab, page_server)
     assert tab.errors() == []
-    tab.screenshot(SCREENSHOT)
+    if request.config.getoption('--screenshot'):
+        tab.screenshot(request.config.getoption('--screenshot'))
 
 
 @pytest.mark.slow
