@@ -55,7 +55,8 @@ flags.DEFINE_integer('max_connections', 100, 'Open connections and requests at o
                      'included); past it a request gets 503 at once.', lower_bound=1)
 flags.DEFINE_string('api_key_file', None, 'A file holding the key callers must send as '
                     '"Authorization: Bearer <key>" (POST, streams and /metrics; /health stays '
-                    'open). Default: no key, as the voicebot sends none.')
+                    'open), or on a stream as the subprotocol bearer.<key in base64url> (as a '
+                    'browser must). Default: no key, as the voicebot sends none.')
 flags.DEFINE_bool('no_page', False, 'Serve the API alone, without the live page at GET / '
                   '(microphone or file in, arousal and valence curves out).')
 

@@ -15,8 +15,8 @@ from starlette.routing import Route, WebSocketRoute
 
 import helper
 from ser import metrics, page
-from ser.service import (CLIENT_LEFT, UNAUTHORISED, RequestError, error_response, read_body,
-                         run_while_connected)
+from ser.service import (CLIENT_LEFT, STREAM_SUBPROTOCOL, UNAUTHORISED, RequestError,
+                         error_response, read_body, run_while_connected)
 from ser.stream_protocol import CLOSE_BAD_INPUT, CLOSE_BUSY, CLOSE_FAULT, close_with_error, \
     serve_stream
 
@@ -58,12 +58,13 @@ def create_app(service, with_page=True):
 
     async def emotion_stream(websocket):
         stream_id, started = service.next_id(), time.perf_counter()
-        if not service.authorised(websocket.headers):
+        offered = websocket.scope.get('subprotocols', [])
+        if not service.authorised(websocket.headers, offered):
             await websocket.close(CLOSE_BAD_INPUT)     # before the handshake: HTTP 403
             recorder.stream_done('unauthorised', None)
             logging.info('stream %d: refused, no valid API key', stream_id)
             return
-        await websocket.accept()
+        await websocket.accept(STREAM_SUBPROTOCOL if STREAM_SUBPROTOCOL in offered else None)
         if len(open_streams) >= service.limits.max_streams:
             await close_with_error(websocket, CLOSE_BUSY, '%d streams are open, the most this '
                                    'server takes; try again later' % service.limits.max_streams)

@@ -23,6 +23,7 @@ import hmac
 import itertools
 import json
 import logging
+import re
 import threading
 import time
 
@@ -50,6 +51,13 @@ DEFAULT_CLIENT_TIMEOUT_SECONDS = 30.0
 DRAIN_FACTOR = 4
 # nginx's code for a request whose client left before the answer.
 CLIENT_LEFT = 499
+# A browser sets no header on a WebSocket, but offers subprotocols: a stream
+# may carry the API key as the subprotocol KEY_SUBPROTOCOL_PREFIX + the key in
+# unpadded base64url, offered beside STREAM_SUBPROTOCOL, the one the service
+# accepts, so that the key is never sent back.
+KEY_SUBPROTOCOL_PREFIX = 'bearer.'
+STREAM_SUBPROTOCOL = 'emotion-stream'
+BASE64URL = re.compile(r'[A-Za-z0-9_-]*')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,13 +129,19 @@ class Service:
     def next_id(self):
         return next(self._ids)
 
-    def authorised(self, headers):
-        """Whether `headers` carry the API key (always, when none is set)."""
+    def authorised(self, headers, subprotocols=()):
+        """Whether a request carries the API key (always, when none is set):
+        in `headers`, as "Authorization: Bearer <key>", or among the
+        WebSocket `subprotocols` it offers (see KEY_SUBPROTOCOL_PREFIX)."""
         if self.api_key is None:
             return True
         scheme, _, token = headers.get('authorization', '').partition(' ')
-        return scheme.lower() == 'bearer' and hmac.compare_digest(
-            token.strip().encode('latin-1', 'replace'), self.api_key.encode('latin-1'))
+        presented = [token.strip().encode('latin-1', 'replace')] if scheme.lower() == 'bearer' \
+            else []
+        presented += [key for key in map(key_of_subprotocol, subprotocols) if key is not None]
+        # Every candidate is compared, so the time taken does not tell which came close.
+        matches = [hmac.compare_digest(key, self.api_key.encode('latin-1')) for key in presented]
+        return any(matches)
 
     # ----------------------------------------------------------------------
     # One request, in a worker thread
@@ -220,7 +234,8 @@ class Service:
                 'sample_rate': self.predictor.sample_rate, 'language': self.language,
                 'recognise': self.recognise_words,
                 'max_audio_seconds': self.limits.max_audio_seconds,
-                'max_request_bytes': self.limits.max_request_bytes}
+                'max_request_bytes': self.limits.max_request_bytes,
+                'api_key_required': self.api_key is not None}
 
 
 @contextlib.contextmanager
@@ -342,6 +357,23 @@ def error_response(status, message, headers=None):
 
 
 UNAUTHORISED = 'this service needs an "Authorization: Bearer <key>" header with its key'
+
+
+def key_of_subprotocol(subprotocol):
+    """The key (bytes) a WebSocket subprotocol KEY_SUBPROTOCOL_PREFIX +
+    base64url(key) carries; None for any other subprotocol, and for any but
+    the one canonical spelling of a key (base64 decoders skip stray
+    characters and ignore trailing bits)."""
+    if not subprotocol.startswith(KEY_SUBPROTOCOL_PREFIX):
+        return None
+    encoded = subprotocol[len(KEY_SUBPROTOCOL_PREFIX):]
+    if not BASE64URL.fullmatch(encoded):
+        return None
+    try:
+        key = base64.urlsafe_b64decode(encoded + '=' * (-len(encoded) % 4))
+    except binascii.Error:
+        return None
+    return key if base64.urlsafe_b64encode(key).rstrip(b'=').decode() == encoded else None
 
 
 async def read_body(request, limits):

@@ -573,6 +573,51 @@ def test_the_page_keeps_to_the_services_limits(browser, checkpoint, microphone_w
 
 
 @pytest.mark.slow
+@needs_chromium
+def test_the_page_sends_the_api_key_it_is_given(browser, checkpoint, microphone_wav, tmp_path):
+    key = '??>>page-key'     # its base64 has a '+' and padding: the page must send base64url
+    key_file = tmp_path / 'key.txt'
+    key_file.write_text(key + '\n')
+    limit = 2
+    running = Server(tmp_path, '--checkpoint', checkpoint, '--api_key_file', key_file,
+                     '--max_audio_seconds', limit)
+    short = tmp_path / 'short.wav'
+    samples, rate = soundfile.read(str(microphone_wav), dtype='int16')
+    short.write_bytes(wav_bytes(samples[:rate], rate))
+    try:
+        tab = browser.new_tab(page_url(running))
+        assert tab.wait_for('emotionPage.health()')['api_key_required'] is True
+        assert tab.evaluate('document.getElementById("key-row").hidden') is False
+        # Without the key the stream is refused, and the page says why.
+        tab.click('#start')
+        message = tab.wait_for('document.getElementById("start").disabled === false && '
+                               'document.getElementById("message").textContent')
+        assert message.endswith('the service wants its API key: is the one above right?')
+        tab.choose_file('#file', short)
+        tab.wait_for('document.getElementById("analyse").disabled === false')
+        tab.click('#analyse')
+        message = tab.wait_for('!document.getElementById("analyse").disabled && '
+                               'document.getElementById("message").textContent')
+        assert message.startswith('The service refused short.wav (401)')
+        # With it, both the stream and the recording are answered.
+        tab.type_text('#api-key', key)
+        tab.click('#start')
+        summary = tab.wait_for('document.getElementById("start").disabled === false && '
+                               'emotionPage.view.summary')
+        assert summary['duration'] == pytest.approx(limit, abs=1e-3)
+        assert tab.text('#message') == ''
+        tab.click('#analyse')
+        tab.wait_for('emotionPage.view.mode === "file" && emotionPage.view.summary')
+        assert tab.evaluate('emotionPage.view.summary.duration') == pytest.approx(1, abs=1e-3)
+        assert tab.text('#message') == ''
+        assert not any(key in url or 'page-key' in url for url in tab.requested_urls())
+    finally:
+        running.stop()
+    log = running.log()
+    assert 'refused, no valid API key' in log and key not in log
+
+
+@pytest.mark.slow
 def test_no_page_flag_serves_the_api_alone(checkpoint, tmp_path):
     running = Server(tmp_path, '--checkpoint', checkpoint, '--no_page')
     try:

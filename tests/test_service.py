@@ -273,6 +273,56 @@ def test_the_api_key_guards_all_but_health(tmp_path):
             with client.websocket_connect('/emotion-stream'):
                 pass
         assert refused_stream.value.code == 1008
+        with client.websocket_connect('/emotion-stream',
+                                      headers={'Authorization': 'Bearer s3cret'}) as stream:
+            assert stream.accepted_subprotocol is None
+
+
+def key_subprotocol(key):
+    """The subprotocol the live page offers for `key` (bytes)."""
+    return service.KEY_SUBPROTOCOL_PREFIX + base64.urlsafe_b64encode(key).decode().rstrip('=')
+
+
+def test_a_stream_may_carry_the_api_key_in_a_subprotocol():
+    # As a browser's WebSocket must: no header, the key among the subprotocols offered.
+    key = '??>>s3cret'     # its base64 has a '+', its base64url a '-', both end in '='
+    with make_client(api_key=key) as client:
+        assert client.get('/health').json()['api_key_required'] is True
+        offered = [service.STREAM_SUBPROTOCOL, key_subprotocol(key.encode())]
+        with client.websocket_connect('/emotion-stream', subprotocols=offered) as stream:
+            # The service accepts the plain one: the key is not sent back.
+            assert stream.accepted_subprotocol == service.STREAM_SUBPROTOCOL
+            stream.send_text(json.dumps({'type': 'start', 'sample_rate': 1000}))
+            assert stream.receive_json()['type'] == 'ready'
+        # Offered alone it still opens, with no subprotocol chosen.
+        with client.websocket_connect('/emotion-stream', subprotocols=offered[1:]) as stream:
+            assert stream.accepted_subprotocol is None
+        for wrong in ([service.STREAM_SUBPROTOCOL], [key_subprotocol(b's3cret')],
+                      [service.KEY_SUBPROTOCOL_PREFIX + 'not*base64'],
+                      [service.KEY_SUBPROTOCOL_PREFIX + base64.b64encode(key.encode()).decode()],
+                      [service.KEY_SUBPROTOCOL_PREFIX + key],
+                      [key_subprotocol(key.encode() + b' ')]):
+            with pytest.raises(WebSocketDisconnect) as refused:
+                with client.websocket_connect('/emotion-stream', subprotocols=wrong):
+                    pass
+            assert refused.value.code == 1008, wrong
+        # A POST is not let in by a subprotocol-shaped header.
+        assert post(client, headers={'Sec-WebSocket-Protocol': offered[1]}).status_code == 401
+    with make_client() as client:
+        assert client.get('/health').json()['api_key_required'] is False
+
+
+SUBPROTOCOLS = st.one_of(
+    st.text(max_size=40), st.just(key_subprotocol(b's3cret')),
+    st.builds(lambda text: service.KEY_SUBPROTOCOL_PREFIX + text,
+              st.text(alphabet='czNjcmV0CZ=_-+/* ', max_size=12)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(SUBPROTOCOLS, max_size=6))
+def test_no_offered_subprotocols_but_the_keys_own_let_a_stream_in(subprotocols):
+    keyed = service.Service(predictor=None, aligner=None, api_key='s3cret')
+    assert keyed.authorised({}, subprotocols) == (key_subprotocol(b's3cret') in subprotocols)
 
 
 def metric(text, name, **labels):

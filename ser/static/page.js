@@ -22,6 +22,10 @@ const DEFAULT_CHUNK_MS = 5000;
 // Frames shown as the trail behind the current point on Thayer's plane.
 const TRAIL_FRAMES = 20;
 const WORKLET_URL = '/static/capture-worklet.js';
+// The stream's subprotocol, and the prefix of the one that carries the API key
+// (a browser sets no header on a WebSocket): ser/service.py, KEY_SUBPROTOCOL_PREFIX.
+const STREAM_SUBPROTOCOL = 'emotion-stream';
+const KEY_SUBPROTOCOL_PREFIX = 'bearer.';
 
 const MODALITIES = {
   both: 'the audio and the words',
@@ -100,6 +104,23 @@ async function callService(path, options, refused) {
   return body;
 }
 
+function apiKey() {
+  return elements.apiKey.value.trim();
+}
+
+function keyHeaders() {
+  return apiKey() ? {Authorization: `Bearer ${apiKey()}`} : {};
+}
+
+function streamSubprotocols() {
+  if (!apiKey()) {
+    return [STREAM_SUBPROTOCOL];
+  }
+  const bytes = String.fromCharCode(...new TextEncoder().encode(apiKey()));
+  const base64url = btoa(bytes).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  return [STREAM_SUBPROTOCOL, KEY_SUBPROTOCOL_PREFIX + base64url];
+}
+
 function audioLimit() {
   const limit = health && health.max_audio_seconds;
   return typeof limit === 'number' ? limit : DEFAULT_MAX_AUDIO_SECONDS;
@@ -117,6 +138,7 @@ async function loadHealth() {
   const model = health.model;
   elements.model.textContent = `model step ${model.step}, hearing ${MODALITIES[model.modality] ||
     model.modality}; audio at ${health.sample_rate} Hz, at most ${audioLimit()} s`;
+  elements.keyRow.hidden = health.api_key_required !== true;
   const note = textBranchNote(model.modality, health.recognise === true);
   elements.textBranch.hidden = !note;
   elements.textBranch.textContent = note;
@@ -288,7 +310,7 @@ class LiveStream {
       processorOptions: {blockSize: Math.round(BLOCK_SECONDS * this.context.sampleRate)},
     });
     this.node.port.onmessage = (event) => this.onAudio(event.data);
-    this.socket = new WebSocket(streamUrl());
+    this.socket = new WebSocket(streamUrl(), streamSubprotocols());
     this.socket.binaryType = 'arraybuffer';
     this.socket.onopen = () => this.socket.send(JSON.stringify({
       type: 'start', format: 'pcm_s16le', sample_rate: this.rate, channels: 1,
@@ -399,9 +421,9 @@ class LiveStream {
       setStatus(this.atLimit ? `Stopped at ${audioLimit()} s, the longest audio the service takes.`
         : view.summary.closed ? `The service closed the stream: ${view.summary.closed}.` : 'Done.');
     } else if (!this.ready) {
-      showMessage(`The stream could not be opened (code ${event.code}): is serve.py running? ` +
-        'A service that wants an API key refuses the page\'s streams: a browser cannot send ' +
-        'the key on a WebSocket.');
+      const cause = health && health.api_key_required
+        ? 'the service wants its API key: is the one above right?' : 'is serve.py running?';
+      showMessage(`The stream could not be opened (code ${event.code}): ${cause}`);
       setStatus('');
     } else {
       showMessage(`The connection to the service was lost (code ${event.code}` +
@@ -513,7 +535,7 @@ async function analyseFile() {
     }
     const answer = await callService('/emotion-recognition', {
       method: 'POST',
-      headers: {'Content-Type': 'application/json'},
+      headers: {'Content-Type': 'application/json', ...keyHeaders()},
       body: JSON.stringify(request),
     }, `The service refused ${file.name}`);
     resetView('file');
@@ -855,7 +877,8 @@ function drawPlane(point) {
 // ---------------------------------------------------------------------------
 function wire() {
   for (const [name, id] of Object.entries({
-    model: 'model', start: 'start', stop: 'stop', liveClock: 'live-clock',
+    model: 'model', keyRow: 'key-row', apiKey: 'api-key', start: 'start', stop: 'stop',
+    liveClock: 'live-clock',
     textBranch: 'text-branch', take: 'take', takeLink: 'take-link', drop: 'drop',
     file: 'file', fileName: 'file-name', transcript: 'transcript', analyse: 'analyse',
     message: 'message', status: 'status', chart: 'chart', plane: 'plane',
