@@ -103,8 +103,12 @@ demo-data: setup
 	    --sample_rate $(DEMO_SAMPLE_RATE))
 
 # pytest exits 5 when it collects no tests: not a failure of the code, but no
-# green run either, so it is said plainly instead of passing silently.
-PYTEST = status=0; $(PY) -m pytest -q $(1) tests || status=$$?; \
+# green run either, so it is said plainly instead of passing silently. Most
+# tests wait on subprocesses that load TensorFlow, so TEST_WORKERS processes
+# share the test files (each file in one, its module fixtures built once).
+TEST_WORKERS ?= 2
+PYTEST = status=0; $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(1) tests \
+	|| status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: 0 passed, 0 failed"; exit 0; fi; \
 	exit $$status
 
