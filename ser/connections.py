@@ -10,6 +10,8 @@ body's own deadline is the application's (ser.service.read_body). A request
 h11 cannot parse (two Content-Length headers, a header line over the limit,
 a broken chunk) gets the service's JSON error, not uvicorn's plain text; past
 `limit_concurrency`, uvicorn's own 503 answers before any application runs.
+HandshakeRefusingProtocol answers and closes a WebSocket handshake that
+uvicorn would leave open for ever.
 """
 
 import json
@@ -17,6 +19,7 @@ import json
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 # Seconds an idle keep-alive connection stays open after an answer.
 KEEP_ALIVE_SECONDS = 5
@@ -75,6 +78,38 @@ class HeadTimeoutProtocol(H11Protocol):
             self.transport.close()
 
 
+class HandshakeRefusingProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, answering every handshake it refuses.
+
+    h11 passes on an upgrade request whose header lines websockets then
+    finds too long or too many: websockets writes its 431 into its own
+    buffer and raises no event, and uvicorn, waiting for one, never sends
+    the answer nor closes the connection (after the upgrade no head timeout
+    runs), so such requests could hold connections for ever. A refusal's
+    body is websockets' own words, which quote the request's headers (an
+    API key among them): it is replaced by a plain one."""
+
+    refused_body = 'Failed to open a WebSocket connection.\n'
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        accept = self.conn.accept
+
+        def accept_or_refuse_plainly(request):
+            response = accept(request)
+            if response.status_code == 101:
+                return response
+            return self.conn.reject(response.status_code, self.refused_body)
+
+        self.conn.accept = accept_or_refuse_plainly
+
+    def data_received(self, data):
+        super().data_received(data)
+        if self.conn.handshake_exc is not None and not self.handshake_initiated:
+            self.transport.write(b''.join(self.conn.data_to_send()))
+            self.transport.close()
+
+
 def server(app, host, port, head_timeout, max_connections, graceful_shutdown_seconds,
            bad_request_body):
     """A uvicorn.Server for `app` with the bounds above; `bad_request_body`
@@ -83,7 +118,7 @@ def server(app, host, port, head_timeout, max_connections, graceful_shutdown_sec
                     {'head_timeout': head_timeout,
                      'bad_request_body': json.dumps(bad_request_body).encode()})
     return uvicorn.Server(uvicorn.Config(
-        app, host=host, port=port, http=protocol, ws='websockets-sansio',
+        app, host=host, port=port, http=protocol, ws=HandshakeRefusingProtocol,
         ws_max_size=WS_MAX_MESSAGE_BYTES, limit_concurrency=max_connections,
         timeout_keep_alive=KEEP_ALIVE_SECONDS, log_config=None, access_log=False,
         lifespan='off', timeout_graceful_shutdown=graceful_shutdown_seconds))

@@ -344,16 +344,43 @@ def test_a_request_that_is_not_http_gets_the_json_error(server):
     with socket.create_connection(('127.0.0.1', server.port)) as connection:
         connection.sendall(b'POST /emotion-recognition HTTP/1.1\r\nHost: x\r\n'
                            b'Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!')
-        connection.settimeout(30)
-        answer = b''
-        while True:    # the server closes after it
-            piece = connection.recv(4096)
-            if not piece:
-                break
-            answer += piece
+        answer = read_until_closed(connection, timeout=30)    # the server closes after it
     head, _, body = answer.partition(b'\r\n\r\n')
     assert head.startswith(b'HTTP/1.1 400 ') and b'application/json' in head
     assert json.loads(body)['text'] == 'the request is not valid HTTP/1.1'
+
+
+def read_until_closed(connection, timeout=10):
+    connection.settimeout(timeout)
+    answer = b''
+    while True:
+        piece = connection.recv(4096)
+        if not piece:
+            return answer
+        answer += piece
+
+
+def upgrade_request(*headers):
+    """A WebSocket handshake for /emotion-stream with `headers` (bytes lines) added."""
+    return (b'GET /emotion-stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n'
+            b'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+            b'Sec-WebSocket-Version: 13\r\n' + b''.join(line + b'\r\n' for line in headers)
+            + b'\r\n')
+
+
+def test_a_refused_handshake_is_answered_and_closed_without_its_headers(server):
+    # Within h11's limit on a head, past websockets' on a header line or their number.
+    key = b'bearer.c2VjcmV0'
+    cases = [([b'Sec-WebSocket-Protocol: emotion-stream, ' + key + b', ' + b'a' * 9000], b'431'),
+             ([b'X-Header-%d: 1' % index for index in range(130)], b'431'),
+             ([b'Sec-WebSocket-Protocol: emotion-stream, ' + key + b', @'], b'400')]
+    for headers, status in cases:
+        with socket.create_connection(('127.0.0.1', server.port)) as connection:
+            connection.sendall(upgrade_request(*headers))
+            answer = read_until_closed(connection)
+        assert answer.startswith(b'HTTP/1.1 %s ' % status), answer[:200]
+        assert key not in answer and b'aaaa' not in answer
+    assert server.request('GET', '/health')[0] == 200
 
 
 def test_a_client_leaving_mid_body_is_no_fault(server):
