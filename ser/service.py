@@ -136,12 +136,13 @@ class Service:
         if self.api_key is None:
             return True
         scheme, _, token = headers.get('authorization', '').partition(' ')
-        presented = [token.strip().encode('latin-1', 'replace')] if scheme.lower() == 'bearer' \
-            else []
-        presented += [key for key in map(key_of_subprotocol, subprotocols) if key is not None]
-        # Every candidate is compared, so the time taken does not tell which came close.
-        matches = [hmac.compare_digest(key, self.api_key.encode('latin-1')) for key in presented]
-        return any(matches)
+        presented = [key_of_subprotocol(subprotocol) for subprotocol in subprotocols]
+        if scheme.lower() == 'bearer':
+            presented.append(token.strip().encode('latin-1', 'replace'))
+        expected = self.api_key.encode('latin-1')
+        # Every candidate is compared (a list, not any()'s shortcut), so the time
+        # taken does not tell which came close.
+        return any([hmac.compare_digest(key, expected) for key in presented if key is not None])
 
     # ----------------------------------------------------------------------
     # One request, in a worker thread
