@@ -67,10 +67,15 @@ def acoustic_features(audio, is_training, edges=None):
             if edges is not None:
                 net *= tf.repeat(tf.cast(edges, net.dtype), positions_per_frame, axis=1)[..., None]
             positions_per_frame //= pool
-            net = slim.conv1d(net, filters, width, padding='SAME', activation_fn=tf.nn.relu,
-                              scope='conv%d' % block)
+            # max-pool(relu(conv + b)) computed as relu(max-pool(conv) + b): the same
+            # numbers, as adding a channel's bias and the ReLU are monotonic, but the
+            # bias, the ReLU and their gradients run on a tensor `pool` times smaller
+            # (BENCHMARKS.md, "What was tried").
+            net = slim.conv1d(net, filters, width, padding='SAME', activation_fn=None,
+                              biases_initializer=None, scope='conv%d' % block)
             net = slim.pool(net, [pool], 'MAX', stride=[pool], padding='VALID',
                             scope='pool%d' % block)
+            net = slim.bias_add(net, activation_fn=tf.nn.relu, scope='conv%d' % block)
             net = slim.dropout(net, DROPOUT_KEEP_PROB, is_training=is_training,
                                scope='dropout%d' % block)
     return tf.reshape(net, [batch, steps, frame_samples])

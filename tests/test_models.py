@@ -200,6 +200,42 @@ def test_fusion_is_the_attention_worked_out_in_numpy(width_y):
                                atol=1e-6)
 
 
+def numpy_conv_block(signal, weights, biases, pool):
+    """[L,C] -> [L/pool,F] in the paper's order: a 'SAME' convolution plus its
+    bias, the ReLU, then the max-pool."""
+    width = weights.shape[0]
+    before = (width - 1) // 2
+    padded = np.pad(signal, [[before, width - 1 - before], [0, 0]])
+    windows = np.stack([padded[k:k + len(signal)] for k in range(width)], axis=1)
+    activations = np.maximum(0, np.einsum('lkc,kcf->lf', windows, weights) + biases)
+    return activations.reshape(len(signal) // pool, pool, -1).max(axis=1)
+
+
+def test_acoustic_features_are_the_paper_s_blocks_worked_out_in_numpy():
+    """The bias and the ReLU come after the max-pool in models.py, and the
+    features must still be max-pool(relu(conv + b)): biases of both signs,
+    several of them negative enough to cut whole channels."""
+    rng = np.random.default_rng(11)
+    audio = rng.normal(size=(2, 3, 500))
+    with tf.Graph().as_default():
+        features = models.acoustic_features(tf.constant(audio, tf.float32), is_training=False)
+        variables = {v.op.name: v for v in tf.global_variables()}
+        values = {name: rng.normal(scale=0.5, size=v.shape.as_list())
+                  for name, v in variables.items()}
+        with tf.Session() as session:
+            session.run([v.assign(values[name]) for name, v in variables.items()])
+            got = session.run(features)
+    expected = []
+    for signal in audio.reshape(2, -1, 1):
+        for block, (_, _, pool) in enumerate(models.CONV_BLOCKS, start=1):
+            signal = numpy_conv_block(signal, values['acoustic/conv%d/weights' % block],
+                                      values['acoustic/conv%d/biases' % block], pool)
+        expected.append(signal.reshape(3, 500))
+    expected = np.array(expected)
+    assert (expected == 0).mean() > 0.1
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
 def test_lstm_computes_what_tensorflow_s_peephole_lstm_cell_computes(monkeypatch):
     """models.lstm against tf.nn.rnn_cell.LSTMCell on the same variables, with
     sequence lengths, a carried-in state, and a clip small enough to act."""
