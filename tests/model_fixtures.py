@@ -27,7 +27,9 @@ STEPS = (0, 3)
 def write_random_checkpoint(train_dir, dataset_dir, steps=STEPS, modality='both'):
     """A train.py-like directory at the shapes of the dataset in
     `dataset_dir`, one checkpoint per step, each with weights seeded by its
-    step."""
+    step. The biases are random too, as a trained model's are: zero biases
+    would hide a path that lets padding or context reach a frame (a ReLU of
+    zero is zero)."""
     info = dataset.DatasetInfo.load(dataset_dir)
     os.makedirs(train_dir, exist_ok=True)
     info.save(train_dir)
@@ -39,8 +41,11 @@ def write_random_checkpoint(train_dir, dataset_dir, steps=STEPS, modality='both'
             audio, embeddings = models.inference_inputs(info.frame_samples, info.embedding_dim)
             models.build_model(audio, embeddings, HIDDEN_UNITS, is_training=False,
                                modality=modality)
+            randomise_biases = [bias.assign(tf.random.normal(tf.shape(bias), stddev=0.1))
+                                for bias in models.model_variables() if 'bias' in bias.op.name]
             with tf.Session(graph=graph) as session:
                 session.run(tf.global_variables_initializer())
+                session.run(randomise_biases)
                 tf.train.Saver(models.model_variables()).save(
                     session, os.path.join(train_dir, checkpoints.CHECKPOINT_PREFIX),
                     global_step=step)
