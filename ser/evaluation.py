@@ -73,14 +73,40 @@ def check_compatible(checkpoint_dir, dataset_dir):
     return DatasetInfo.load(checkpoint_dir).check_compatible(DatasetInfo.load(dataset_dir))
 
 
+# Segments of similar length run as one batch, padded to the longest: a few
+# hundred frames at once keep the convolutions' threads busier than a short
+# segment alone does (BENCHMARKS.md, "What was tried"). A batch holds at most
+# BATCH_FRAMES frames, padding included, of which at most MAX_PADDING is
+# padding; a segment longer than that runs alone.
+BATCH_FRAMES = 512
+MAX_PADDING = 0.2
+
+
+def length_batches(lengths, max_frames=BATCH_FRAMES, max_padding=MAX_PADDING):
+    """Indices of `lengths` (frames per segment) in batches: in order of
+    length, each batch as long as its longest segment times its size stays
+    within max_frames, with at most max_padding of it padding."""
+    batches, batch = [], []
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        grown = batch + [index]
+        size = lengths[index] * len(grown)
+        real = sum(lengths[i] for i in grown)
+        if batch and (size > max_frames or size - real > max_padding * size):
+            batches.append(batch)
+            grown = [index]
+        batch = grown
+    return batches + [batch] if batch else batches
+
+
 class PortionModel(inference.Predictor):
     """The inference model (a Predictor, as predict.py and the service run
     it) over every segment of a portion. Its graph and session are built
     once, so that each checkpoint evaluated (--watch evaluates many) costs its
-    restore and the pass over the segments, read one at a time. With
-    chunk_seconds, each segment runs in chunks of that length, the LSTM state
-    carried over (the same predictions in bounded memory); 0: each segment in
-    one pass."""
+    restore and the pass over the segments, read a batch of similar lengths
+    at a time (length_batches, from the frames dataset.json lists). With
+    chunk_seconds, each segment runs alone in chunks of that length, the LSTM
+    state carried over (the same predictions in bounded memory); 0: whole
+    segments."""
 
     def __init__(self, config, dataset_dir, portion, device, precision='fp32', chunk_seconds=0):
         info = DatasetInfo.load(dataset_dir)
@@ -88,11 +114,14 @@ class PortionModel(inference.Predictor):
         self.paths = info.portion_files(portion)
         self.chunk_frames = (inference.chunk_frames_for(chunk_seconds, info.label_step_ms)
                              if chunk_seconds else None)
+        lengths = [info.recordings.get(name, 0) for name in info.partition[portion]]
+        self.batches = ([[index] for index in range(len(self.paths))] if self.chunk_frames
+                        else length_batches(lengths))
         graph = tf.Graph()
         with graph.as_default(), tf.device(helper.configure_device(device)):
             inputs, outputs = inference.inference_graph(
                 info.frame_samples, info.embedding_dim, config['hidden_units'],
-                config['modality'])
+                config['modality'], padded=True)
             self._saver = tf.train.Saver(var_list=models.model_variables())
         session = tf.Session(graph=graph, config=mixed_precision.session_config(
             device, precision=precision))
@@ -102,14 +131,37 @@ class PortionModel(inference.Predictor):
         """[{id, timestamps [N], predictions [N,2], labels [N,2]}] of every
         segment of the portion, in segment order, for the checkpoint `prefix`."""
         self._saver.restore(self._session, prefix)
-        results = []
-        for path in tqdm(self.paths, desc=self.portion, unit='seg', file=sys.stderr,
-                         dynamic_ncols=True):
-            segment = records.read_tfrecord(path, self.frame_samples, self.embedding_dim)
-            segment['predictions'] = self.predict(segment.pop('audio'),
-                                                  segment.pop('embeddings'), self.chunk_frames)
-            results.append(segment)
+        results = [None] * len(self.paths)
+        with tqdm(total=len(self.paths), desc=self.portion, unit='seg', file=sys.stderr,
+                  dynamic_ncols=True) as progress:
+            for batch in self.batches:
+                segments = [records.read_tfrecord(self.paths[index], self.frame_samples,
+                                                  self.embedding_dim) for index in batch]
+                for index, segment in zip(batch, segments):
+                    results[index] = segment
+                for segment, predictions in zip(segments, self.predict_batch(segments)):
+                    del segment['audio'], segment['embeddings']
+                    segment['predictions'] = predictions
+                progress.update(len(batch))
         return results
+
+    def predict_batch(self, segments):
+        """[N_i, 2] predictions of each segment ({audio, embeddings}) in one
+        run, padded to the longest; a segment alone runs as predict.py's
+        (in chunks when chunk_seconds is set)."""
+        if len(segments) == 1:
+            return [self.predict(segments[0]['audio'], segments[0]['embeddings'],
+                                 self.chunk_frames)]
+        lengths = [len(segment['audio']) for segment in segments]
+        audio = np.zeros((len(segments), max(lengths), self.frame_samples), np.float32)
+        embeddings = np.zeros((len(segments), max(lengths), self.embedding_dim), np.float32)
+        for row, (segment, length) in enumerate(zip(segments, lengths)):
+            audio[row, :length] = segment['audio']
+            embeddings[row, :length] = segment['embeddings']
+        predictions = self._session.run(self._outputs['predictions'], {
+            self._inputs['audio']: audio, self._inputs['embeddings']: embeddings,
+            self._inputs['lengths']: lengths})
+        return [row[:length] for row, length in zip(predictions, lengths)]
 
 
 def portion_metrics(segments):

@@ -61,13 +61,15 @@ MAX_PLOT_WORDS = 60
 REACH_BEFORE, REACH_AFTER = models.conv_reach()
 
 
-def acoustic_in_context(audio, context):
+def acoustic_in_context(audio, context, lengths=None):
     """[B, C, S] acoustic features (models.acoustic_features) of the C frames
     of audio [B, T, S] inside `context` = (before, after) frames. The
     convolutions run on those frames and one AUDIO_REDUCTION-sample block of
     context on either side (more than they reach), not on the whole context
     frames: a frame streamed alone costs S + 500 samples of convolution, not
-    3 S. Blocks are cut whole, so the pooling grid stays where it was."""
+    3 S. Blocks are cut whole, so the pooling grid stays where it was.
+    `lengths` [B] (optional): the frames of each row that are its recording's,
+    the rest padding that the convolutions treat as beyond its end."""
     block = models.AUDIO_REDUCTION
     frame_samples = int(audio.shape[-1])
     if frame_samples % block:
@@ -75,15 +77,20 @@ def acoustic_in_context(audio, context):
                          % (block, frame_samples))
     batch = tf.shape(audio)[0]
     blocks = tf.reshape(audio, [batch, -1, block])
+    edges = None if lengths is None else tf.sequence_mask(
+        lengths * (frame_samples // block), tf.shape(blocks)[1])
     kept = tf.minimum(context, 1)
     cut = context * (frame_samples // block) - kept
     blocks = blocks[:, cut[0]:tf.shape(blocks)[1] - cut[1]]
-    features = models.acoustic_features(blocks, is_training=False)
+    if edges is not None:
+        edges = edges[:, cut[0]:tf.shape(edges)[1] - cut[1]]
+    features = models.acoustic_features(blocks, is_training=False, edges=edges)
     features = features[:, kept[0]:tf.shape(features)[1] - kept[1]]
     return tf.reshape(features, [batch, -1, frame_samples])
 
 
-def inference_graph(frame_samples, embedding_dim, hidden_units, modality=defaults.MODALITY):
+def inference_graph(frame_samples, embedding_dim, hidden_units, modality=defaults.MODALITY,
+                    padded=False):
     """The inference model (no dropout) for a whole recording or one chunk of
     it, in `modality`. Returns (inputs, outputs), dicts of tensors:
 
@@ -91,6 +98,8 @@ def inference_graph(frame_samples, embedding_dim, hidden_units, modality=default
         embeddings  [B, C, E]   the chunk's C = T - before - after frames
         context     [2] int32   frames of audio before and after them (default 0, 0)
         state_c, state_h  [B, H]  the LSTM state the chunk starts from (default zeros)
+        lengths     [B] int32   with `padded` only: the frames of each row that
+                                are its recording's, padding after them (default T)
       ->
         predictions [B, C, 2];  state_c, state_h [B, H] after the chunk's last frame
 
@@ -98,22 +107,31 @@ def inference_graph(frame_samples, embedding_dim, hidden_units, modality=default
     The context frames feed the convolutions only (acoustic_in_context):
     their features are dropped before the fusion, so every chunk frame's
     features equal the whole pass's (the convolutions reach REACH_BEFORE /
-    REACH_AFTER samples past a frame)."""
+    REACH_AFTER samples past a frame).
+
+    With `padded`, recordings of different lengths run as one batch: a row's
+    predictions up to its length are those of the recording alone (the LSTM
+    reads forwards, so the padding after them changes nothing before it), and
+    its state outputs are not the recording's."""
     audio, embeddings = models.inference_inputs(frame_samples, embedding_dim)
     batch = tf.shape(audio)[0]
     context = tf.placeholder_with_default(tf.zeros([2], tf.int32), [2], name='context')
     state_c, state_h = [tf.placeholder_with_default(tf.zeros([batch, hidden_units]),
                                                     [None, hidden_units], name=name)
                         for name in ('state_c', 'state_h')]
+    lengths = tf.placeholder_with_default(tf.fill([batch], tf.shape(audio)[1]), [None],
+                                          name='lengths') if padded else None
     with tf.variable_scope('model'):
         heard_audio, heard_embeddings = models.select_modality(audio, embeddings, modality)
-        acoustic = acoustic_in_context(heard_audio, context)
+        acoustic = acoustic_in_context(heard_audio, context, lengths)
         fused = models.semantic_acoustic_fusion(acoustic, heard_embeddings)
         outputs, state = models.lstm(fused, hidden_units,
                                      initial_state=tf.nn.rnn_cell.LSTMStateTuple(state_c, state_h))
         predictions = models.output_layer(outputs)
     inputs = {'audio': audio, 'embeddings': embeddings, 'context': context,
               'state_c': state_c, 'state_h': state_h}
+    if padded:
+        inputs['lengths'] = lengths
     outputs = {'predictions': predictions, 'state_c': tf.identity(state.c, name='next_state_c'),
                'state_h': tf.identity(state.h, name='next_state_h')}
     return inputs, outputs
