@@ -1,18 +1,20 @@
 """Evaluation speed: eval.py's pass over a portion of the generated corpus.
 
     .venv/bin/python bench/bench_eval.py [--bench_dir DIR] [--portion devel] [--repeats 3]
+                                         [--precision auto]
 
 Times ser.evaluation.PortionModel.predictions, the part of eval.py that runs
 for every checkpoint it evaluates (also under --watch): restoring the
 checkpoint, reading every segment of --portion and running the model over
-each whole. Building the graph and session (once per eval.py run; its time
-is reported apart), interpreter start-up and the per-segment CSV and PNG
-outputs are not timed. The checkpoint has random
-weights at the dataset's shapes (speed does not depend on the values) unless
---checkpoint names one. After one untimed pass, --repeats passes are timed;
+each whole, in --precision (auto by default, as eval.py's). Building the
+graph and session (once per eval.py run; its time is reported apart),
+interpreter start-up and the per-segment CSV and PNG outputs are not timed.
+The checkpoint has random weights at the dataset's shapes (speed does not
+depend on the values) unless --checkpoint names one. After one untimed pass, --repeats passes are timed;
 the figure is the portion's frames over the median pass. Prints the machine
 and the figure, and as the last line of stdout a JSON dict
-{"eval_frames_per_s": ..., "details": ..., "machine": ...}.
+{"eval_frames_per_s": ..., "details": ..., "machine": ...}, the precision
+among the details.
 """
 
 import contextlib
@@ -31,10 +33,11 @@ from bench import corpus, machine, options, random_model  # noqa: E402
 from ser import checkpoints  # noqa: E402
 from ser import defaults  # noqa: E402
 from ser import evaluation  # noqa: E402
+from ser import mixed_precision  # noqa: E402
 from ser.dataset import DatasetInfo  # noqa: E402
 
 FLAGS = flags.FLAGS
-helper.define_flags('checkpoint', 'portion', 'verbose')
+helper.define_flags('checkpoint', 'portion', 'precision', 'verbose')
 options.define('repeats')
 
 
@@ -50,14 +53,14 @@ def random_checkpoint(dataset_dir, seed):
         yield directory
 
 
-def run(dataset_dir, checkpoint_dir, portion='devel', repeats=3):
+def run(dataset_dir, checkpoint_dir, portion='devel', repeats=3, precision='fp32'):
     """{'frames_per_s', 'frames', 'pass_seconds'} of eval.py's pass over the portion."""
     evaluation.check_compatible(checkpoint_dir, dataset_dir)
     config = checkpoints.read_model_config(checkpoint_dir)
     prefix, _ = checkpoints.checkpoint_path(checkpoint_dir)
     seconds = []
     started = time.perf_counter()
-    with evaluation.PortionModel(config, dataset_dir, portion, -1) as model:
+    with evaluation.PortionModel(config, dataset_dir, portion, -1, precision) as model:
         build_seconds = time.perf_counter() - started
         for _ in range(repeats + 1):
             started = time.perf_counter()
@@ -76,18 +79,20 @@ def main(argv):
     info = machine.start(FLAGS.verbose)
     portion = FLAGS.portion or defaults.EVAL_PORTION
     helper.configure_device(-1)
+    precision = mixed_precision.choose_precision(FLAGS.precision, -1)
     with contextlib.ExitStack() as stack:
         work_dir, _ = stack.enter_context(corpus.work_directory('tfrecords'))
         dataset_dir = corpus.dataset_dir(work_dir)
         checkpoint = FLAGS.checkpoint or stack.enter_context(
             random_checkpoint(dataset_dir, FLAGS.seed))
-        result = run(dataset_dir, checkpoint, portion, FLAGS.repeats)
-    logging.info('eval pass over %s (%d segments, %d frames): %.1f frames/s (median of %d '
+        result = run(dataset_dir, checkpoint, portion, FLAGS.repeats, precision)
+    logging.info('eval pass over %s (%d segments, %d frames, %s): %.1f frames/s (median of %d '
                  'passes, %.2f s; the graph and session built once in %.2f s)', portion,
-                 result['segments'], result['frames'], result['frames_per_s'], FLAGS.repeats,
-                 statistics.median(result['pass_seconds']), result['build_seconds'])
+                 result['segments'], result['frames'], precision, result['frames_per_s'],
+                 FLAGS.repeats, statistics.median(result['pass_seconds']),
+                 result['build_seconds'])
     machine.hand_over({'eval_frames_per_s': round(result['frames_per_s'], 2)},
-                      {'portion': portion, 'frames': result['frames'],
+                      {'portion': portion, 'frames': result['frames'], 'precision': precision,
                        'pass_seconds': [round(s, 3) for s in result['pass_seconds']],
                        'build_seconds': round(result['build_seconds'], 3)}, info)
     return 0
