@@ -73,9 +73,9 @@ def check_compatible(checkpoint_dir, dataset_dir):
     return DatasetInfo.load(checkpoint_dir).check_compatible(DatasetInfo.load(dataset_dir))
 
 
-# Segments of similar length run as one batch, padded to the longest: a few
-# hundred frames at once keep the convolutions' threads busier than a short
-# segment alone does (BENCHMARKS.md, "What was tried"). A batch holds at most
+# Segments of similar length run as one batch, padded to the longest: oneDNN's
+# bf16 convolutions make better use of a few hundred frames at once than of a
+# short segment alone (BENCHMARKS.md, "What was tried"). A batch holds at most
 # BATCH_FRAMES frames, padding included, of which at most MAX_PADDING is
 # padding; a segment longer than that runs alone.
 BATCH_FRAMES = 512
