@@ -10,8 +10,9 @@ each whole, in --precision (auto by default, as eval.py's). Building the
 graph and session (once per eval.py run; its time is reported apart),
 interpreter start-up and the per-segment CSV and PNG outputs are not timed.
 The checkpoint has random weights at the dataset's shapes (speed does not
-depend on the values) unless --checkpoint names one. After one untimed pass, --repeats passes are timed;
-the figure is the portion's frames over the median pass. Prints the machine
+depend on the values) unless --checkpoint names one. After one untimed
+pass, --repeats passes are timed; the figure is the portion's frames over
+the median pass. Prints the machine
 and the figure, and as the last line of stdout a JSON dict
 {"eval_frames_per_s": ..., "details": ..., "machine": ...}, the precision
 among the details.

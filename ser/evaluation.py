@@ -137,11 +137,10 @@ class PortionModel(inference.Predictor):
             for batch in self.batches:
                 segments = [records.read_tfrecord(self.paths[index], self.frame_samples,
                                                   self.embedding_dim) for index in batch]
-                for index, segment in zip(batch, segments):
-                    results[index] = segment
-                for segment, predictions in zip(segments, self.predict_batch(segments)):
+                for index, segment, predictions in zip(batch, segments,
+                                                       self.predict_batch(segments)):
                     del segment['audio'], segment['embeddings']
-                    segment['predictions'] = predictions
+                    results[index] = dict(segment, predictions=predictions)
                 progress.update(len(batch))
         return results
 
